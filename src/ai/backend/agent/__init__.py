@@ -1,0 +1,1 @@
+"""Node daemon: resource detection, heartbeat/reconcile, supervision of replica processes."""

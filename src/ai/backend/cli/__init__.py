@@ -1,0 +1,1 @@
+"""The ``./backend.ai`` entry point: dispatches to each package's click group."""

@@ -1,0 +1,3 @@
+from ai.backend.cli.main import main
+
+main(prog_name="backend.ai")

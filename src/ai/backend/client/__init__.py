@@ -1,0 +1,1 @@
+"""Client SDK (sync and async sessions) and the user-facing CLI commands."""

@@ -1,0 +1,1 @@
+"""Request authentication shared by the manager (verifies) and the client SDK (signs)."""

@@ -1,0 +1,190 @@
+"""HMAC-SHA256 request signing, Backend.AI's scheme (DESIGN.md §6). Pure functions, no I/O.
+
+Signing string::
+
+    METHOD\\nPATH?QUERY\\nDATE\\nhost:HOST\\ncontent-type:TYPE\\n
+    x-backendai-version:VER\\n<sha256 hex of body>
+
+(shown on two lines; it is one string)
+
+Signing key: ``HMAC(secret_key, yyyymmdd of DATE)``, then ``HMAC(that, HOST)``. The request
+carries ``Date`` / ``X-BackendAI-Date`` (ISO 8601), ``X-BackendAI-Version`` and
+``Authorization: BackendAI signMethod=HMAC-SHA256, credential=<access_key>:<signature hex>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+SIGN_METHOD = "HMAC-SHA256"
+API_VERSION = "v1.20260101"
+MAX_CLOCK_SKEW = timedelta(minutes=15)
+
+_AUTHORIZATION = re.compile(
+    r"^BackendAI\s+signMethod=(?P<method>[\w-]+)\s*,\s*credential=(?P<access_key>[^:\s]+)"
+    r":(?P<signature>[0-9a-fA-F]+)\s*$"
+)
+
+
+class SignatureError(Exception):
+    """Why a request's signature was refused; the message is safe to show to the caller."""
+
+
+@dataclass(frozen=True)
+class ParsedAuthorization:
+    sign_method: str
+    access_key: str
+    signature: str
+
+
+def format_date(moment: datetime) -> str:
+    """ISO 8601 in UTC with an explicit offset, as sent in ``X-BackendAI-Date``."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def parse_date(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise SignatureError(f"invalid request date {value!r}: expected ISO 8601") from None
+    if moment.tzinfo is None:
+        raise SignatureError(f"invalid request date {value!r}: a timezone offset is required")
+    return moment
+
+
+def signing_string(
+    *,
+    method: str,
+    path_with_query: str,
+    date: str,
+    host: str,
+    content_type: str,
+    api_version: str,
+    body: bytes,
+) -> str:
+    body_hash = hashlib.sha256(body).hexdigest()
+    return (
+        f"{method.upper()}\n{path_with_query}\n{date}\nhost:{host}\n"
+        f"content-type:{content_type}\nx-backendai-version:{api_version}\n{body_hash}"
+    )
+
+
+def signing_key(*, secret_key: str, date: datetime, host: str) -> bytes:
+    day_key = hmac.new(
+        secret_key.encode(), date.astimezone(UTC).strftime("%Y%m%d").encode(), hashlib.sha256
+    ).digest()
+    return hmac.new(day_key, host.encode(), hashlib.sha256).digest()
+
+
+def compute_signature(
+    *,
+    secret_key: str,
+    method: str,
+    path_with_query: str,
+    date: str,
+    host: str,
+    content_type: str,
+    api_version: str,
+    body: bytes,
+) -> str:
+    """The hex HMAC-SHA256 signature of a request."""
+    key = signing_key(secret_key=secret_key, date=parse_date(date), host=host)
+    message = signing_string(
+        method=method,
+        path_with_query=path_with_query,
+        date=date,
+        host=host,
+        content_type=content_type,
+        api_version=api_version,
+        body=body,
+    )
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def sign_request(
+    *,
+    access_key: str,
+    secret_key: str,
+    method: str,
+    path_with_query: str,
+    host: str,
+    content_type: str,
+    body: bytes,
+    api_version: str = API_VERSION,
+    now: datetime | None = None,
+) -> dict[str, str]:
+    """The headers to add to a request: ``Date``, ``X-BackendAI-Date``,
+    ``X-BackendAI-Version``, ``Authorization`` (and ``Content-Type``)."""
+    date = format_date(now or datetime.now(UTC))
+    signature = compute_signature(
+        secret_key=secret_key,
+        method=method,
+        path_with_query=path_with_query,
+        date=date,
+        host=host,
+        content_type=content_type,
+        api_version=api_version,
+        body=body,
+    )
+    return {
+        "Date": date,
+        "X-BackendAI-Date": date,
+        "X-BackendAI-Version": api_version,
+        "Content-Type": content_type,
+        "Authorization": (
+            f"BackendAI signMethod={SIGN_METHOD}, credential={access_key}:{signature}"
+        ),
+    }
+
+
+def parse_authorization(value: str) -> ParsedAuthorization:
+    match = _AUTHORIZATION.match(value)
+    if match is None:
+        raise SignatureError(
+            "malformed Authorization header: expected"
+            " 'BackendAI signMethod=HMAC-SHA256, credential=<access_key>:<signature>'"
+        )
+    if match["method"] != SIGN_METHOD:
+        raise SignatureError(f"unsupported signMethod {match['method']!r}")
+    return ParsedAuthorization(match["method"], match["access_key"], match["signature"].lower())
+
+
+def verify_signature(
+    *,
+    authorization: ParsedAuthorization,
+    secret_key: str,
+    method: str,
+    path_with_query: str,
+    date: str,
+    host: str,
+    content_type: str,
+    api_version: str,
+    body: bytes,
+    now: datetime | None = None,
+    max_skew: timedelta = MAX_CLOCK_SKEW,
+) -> None:
+    """Raise :class:`SignatureError` unless the signature matches and the date is within
+    ``max_skew`` of ``now``. The comparison takes constant time."""
+    moment = parse_date(date)
+    skew = abs((now or datetime.now(UTC)) - moment)
+    if skew > max_skew:
+        raise SignatureError(
+            f"request date is {int(skew.total_seconds())} s away from the server's clock"
+            f" (at most {int(max_skew.total_seconds())} s allowed)"
+        )
+    expected = compute_signature(
+        secret_key=secret_key,
+        method=method,
+        path_with_query=path_with_query,
+        date=date,
+        host=host,
+        content_type=content_type,
+        api_version=api_version,
+        body=body,
+    )
+    if not hmac.compare_digest(expected, authorization.signature):
+        raise SignatureError("signature mismatch")

@@ -1,0 +1,1 @@
+"""Click helpers shared by every package's command group."""

@@ -1,0 +1,67 @@
+"""Config sections that more than one service uses."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ConfigSection(BaseModel):
+    """A ``[section]`` of a service's TOML file: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServiceConfig(BaseModel):
+    """The root of a service's configuration: one attribute per ``[section]``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class LoggingConfig(ConfigSection):
+    level: LogLevel = LogLevel.INFO
+    format: LogFormat = LogFormat.TEXT
+
+
+class DatabaseConfig(ConfigSection):
+    url: str = Field(
+        default="postgresql+asyncpg://postgres@127.0.0.1:5432/backend",
+        description="SQLAlchemy URL of the database of record (created by `mgr schema oneshot`)",
+        json_schema_extra={"secret_url": True},
+    )
+    pool_size: int = Field(default=8, ge=1)
+    max_overflow: int = Field(default=8, ge=0)
+    echo: bool = False
+
+
+class RedisConfig(ConfigSection):
+    url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Redis URL for actor streams, job events and retries",
+        json_schema_extra={"secret_url": True},
+    )
+    prefix: str = Field(default="bai:", min_length=1, description="prefix of every Redis key")
+
+
+class BindConfig(ConfigSection):
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+
+
+class ManagerClientConfig(ConfigSection):
+    """Where another service finds the manager's REST API."""
+
+    api: str = Field(default="http://127.0.0.1:8081", description="base URL of the manager API")

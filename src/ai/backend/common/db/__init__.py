@@ -1,0 +1,1 @@
+"""Database plumbing shared by the services that own tables (manager, gateway)."""

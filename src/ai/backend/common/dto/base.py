@@ -1,0 +1,82 @@
+"""Base classes and shared field types for the wire DTOs."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+
+RESERVED_ACTOR_NAMES = frozenset({"happy-end", "error-end"})
+
+_ACTOR_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_HANDLER_REF = re.compile(
+    r"^[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*$"
+)
+
+
+class StrictModel(BaseModel):
+    """A DTO that rejects unknown keys and is immutable once built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def _check_actor_name(value: str) -> str:
+    if not _ACTOR_NAME.match(value):
+        raise ValueError(
+            f"invalid actor name {value!r}: use 1-63 lowercase letters, digits and '-',"
+            " starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _check_user_actor_name(value: str) -> str:
+    _check_actor_name(value)
+    if value in RESERVED_ACTOR_NAMES:
+        raise ValueError(f"actor name {value!r} is reserved for the platform's crew actors")
+    return value
+
+
+def _check_handler_ref(value: str) -> str:
+    if not _HANDLER_REF.match(value):
+        raise ValueError(f"invalid handler {value!r}: expected 'package.module:attribute'")
+    return value
+
+
+ActorName = Annotated[str, AfterValidator(_check_actor_name)]
+"""Any actor name that may appear in a route, including the crew (``happy-end``, ``error-end``)."""
+
+UserActorName = Annotated[str, AfterValidator(_check_user_actor_name)]
+"""An actor name a user may deploy or write in a route: the crew's names are reserved."""
+
+HandlerRef = Annotated[str, AfterValidator(_check_handler_ref)]
+"""``package.module:attribute`` of a user handler."""
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """``("resources", "cuda.device")`` → ``resources.cuda.device``; list indexes as ``[0]``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(root)"
+
+
+def describe_validation_error(error: ValidationError) -> list[dict[str, Any]]:
+    """Per-field problems for API responses: ``[{"field": "retry.base", "message": "…"}]``."""
+    problems = []
+    for item in error.errors(include_url=False):
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        problems.append({"field": field_path(tuple(item["loc"])), "message": message})
+    return problems
+
+
+def summarize_validation_error(error: ValidationError) -> str:
+    """One line naming every bad field: ``retry.base: invalid duration 'x' …; name: …``."""
+    return "; ".join(f"{p['field']}: {p['message']}" for p in describe_validation_error(error))

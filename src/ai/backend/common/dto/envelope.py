@@ -1,0 +1,92 @@
+"""Envelope v1 (DESIGN.md §4.1): the unit of work that travels along a route of actors."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from pydantic import AwareDatetime, Field, field_validator, model_validator
+
+from .base import RESERVED_ACTOR_NAMES, ActorName, StrictModel
+
+ENVELOPE_VERSION: Final = 1
+
+
+def new_envelope_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Route(StrictModel):
+    """The actors an envelope visits, and the index of the one that must process it now."""
+
+    actors: list[ActorName] = Field(min_length=1, max_length=64)
+    current: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _current_in_range(self) -> Route:
+        if self.current >= len(self.actors):
+            raise ValueError(
+                f"route.current {self.current} is past the last actor (route has"
+                f" {len(self.actors)})"
+            )
+        return self
+
+    @classmethod
+    def for_user(cls, actors: list[str]) -> Route:
+        """A route written by a user: the crew's names may not appear in it."""
+        reserved = [name for name in actors if name in RESERVED_ACTOR_NAMES]
+        if reserved:
+            raise ValueError(f"route must not name the crew actors: {', '.join(reserved)}")
+        return cls(actors=actors, current=0)
+
+    @property
+    def current_actor(self) -> str:
+        return self.actors[self.current]
+
+    @property
+    def is_last(self) -> bool:
+        return self.current == len(self.actors) - 1
+
+    def advanced(self) -> Route:
+        """The route pointing at the next actor; raises ``IndexError`` past the end."""
+        if self.is_last:
+            raise IndexError("route has no next actor")
+        return Route(actors=self.actors, current=self.current + 1)
+
+
+class Envelope(StrictModel):
+    """What travels in the stream field ``e`` as JSON (DESIGN.md §4.1)."""
+
+    v: Literal[1] = ENVELOPE_VERSION
+    id: str = Field(default_factory=new_envelope_id, min_length=1, max_length=64)
+    job_id: str | None = Field(default=None, max_length=64)
+    parent_id: str | None = Field(default=None, max_length=64)
+    route: Route
+    payload: Any = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    attempt: int = Field(default=1, ge=1)
+    deadline_at: AwareDatetime | None = None
+    created_at: AwareDatetime = Field(default_factory=utcnow)
+
+    @field_validator("id", "job_id", "parent_id")
+    @classmethod
+    def _printable_id(cls, value: str | None) -> str | None:
+        if value is not None and not value.isprintable():
+            raise ValueError("ids must be printable text")
+        return value
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.deadline_at is not None and (now or utcnow()) >= self.deadline_at
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=False).encode()
+
+    @classmethod
+    def from_json_bytes(cls, data: bytes | str) -> Envelope:
+        """Parse and validate; raises ``pydantic.ValidationError`` for malformed input."""
+        return cls.model_validate_json(data)

@@ -1,0 +1,42 @@
+"""Redis key layout (DESIGN.md §4.2); the prefix is configurable (default ``bai:``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "bai:"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    prefix: str = DEFAULT_PREFIX
+
+    def actor_stream(self, actor: str) -> str:
+        """Inbox of an actor; its consumer group is named after the actor."""
+        return f"{self.prefix}actor:{actor}"
+
+    def dead_letters(self, actor: str) -> str:
+        return f"{self.prefix}actor:{actor}:dlq"
+
+    @property
+    def actor_stream_prefix(self) -> str:
+        return f"{self.prefix}actor:"
+
+    @property
+    def retry(self) -> str:
+        """Sorted set of delayed messages, scored by due time."""
+        return f"{self.prefix}retry"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}events"
+
+    def reply(self, gateway_id: str) -> str:
+        return f"{self.prefix}reply:{gateway_id}"
+
+    @property
+    def cancel(self) -> str:
+        return f"{self.prefix}cancel"
+
+    def job_branches(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:branches"

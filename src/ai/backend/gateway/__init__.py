@@ -1,0 +1,1 @@
+"""Gateway: MCP server, jobs REST + SSE, KServe v2, job persistence."""

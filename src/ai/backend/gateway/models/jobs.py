@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ai.backend.common.db.base import Base, enum_column_type, now_default
+from ai.backend.common.dto.job_event import JobEventKind, JobStatus
+
+
+class JobRow(Base):
+    """A job of record. Terminal states are immutable: the first terminal write wins (a
+    conditional UPDATE ``WHERE status IN ('pending', 'running')``)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (sa.Index("ix_jobs_status_created_at", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    tool: Mapped[str | None] = mapped_column(sa.String(128))
+    route: Mapped[list[str]] = mapped_column(postgresql.JSONB)
+    arguments: Mapped[dict[str, Any]]
+    status: Mapped[JobStatus] = mapped_column(enum_column_type(JobStatus, "job_status"))
+    result: Mapped[Any] = mapped_column(postgresql.JSONB, nullable=True)  # any JSON value
+    error: Mapped[dict[str, Any] | None]
+    progress: Mapped[float | None] = mapped_column(sa.Float)
+    created_at: Mapped[datetime] = mapped_column(server_default=now_default())
+    updated_at: Mapped[datetime] = mapped_column(server_default=now_default())
+    deadline_at: Mapped[datetime | None]
+    owner: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+
+
+class JobEventRow(Base):
+    """The ordered history of a job, replayed by the SSE stream (``id: <seq>``)."""
+
+    __tablename__ = "job_events"
+
+    job_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    kind: Mapped[JobEventKind] = mapped_column(enum_column_type(JobEventKind, "job_event_kind"))
+    data: Mapped[dict[str, Any]] = mapped_column(server_default=sa.text("'{}'::jsonb"))
+    at: Mapped[datetime] = mapped_column(server_default=now_default())

@@ -1,0 +1,1 @@
+"""Control plane: REST API, keypairs, agents, actors, replicas, scheduler, autoscaler."""

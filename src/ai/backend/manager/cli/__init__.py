@@ -1,0 +1,19 @@
+"""``./backend.ai mgr …``: the manager's commands."""
+
+from __future__ import annotations
+
+import click
+
+from ai.backend.common.cli.config_command import make_config_group
+
+from ..config import load_manager_config
+from .schema import schema
+
+
+@click.group(name="mgr")
+def main() -> None:
+    """Manager: control plane (actors, agents, scheduler, database of record)."""
+
+
+main.add_command(make_config_group("manager", load_manager_config))
+main.add_command(schema)

@@ -1,0 +1,40 @@
+"""The manager's configuration (``manager.toml``; ``BACKEND_<SECTION>__<KEY>``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field
+
+from ai.backend.common.config.loader import LoadedConfig, load_config
+from ai.backend.common.config.sections import (
+    BindConfig,
+    ConfigSection,
+    DatabaseConfig,
+    LoggingConfig,
+    RedisConfig,
+    ServiceConfig,
+)
+from ai.backend.common.types.units import Duration
+
+SERVICE_NAME = "manager"
+
+
+class SchedulerConfig(ConfigSection):
+    agent_timeout: Duration = Field(
+        default=timedelta(seconds=30), description="heartbeat silence after which an agent is lost"
+    )
+    interval: Duration = Field(default=timedelta(seconds=1), description="scheduling pass period")
+
+
+class ManagerConfig(ServiceConfig):
+    db: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    api: BindConfig = Field(default_factory=lambda: BindConfig(port=8081))
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+
+def load_manager_config(config_path: Path | None = None) -> LoadedConfig[ManagerConfig]:
+    return load_config(ManagerConfig, service=SERVICE_NAME, config_path=config_path)

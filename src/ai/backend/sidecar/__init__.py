@@ -1,0 +1,1 @@
+"""Per-replica message router: consume, call the runtime, route, retry, DLQ, events, metrics."""

@@ -1,0 +1,1 @@
+"""Helpers for the test suites: where the local services are, unique names, child processes."""
