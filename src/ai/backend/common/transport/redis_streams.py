@@ -223,7 +223,7 @@ class RedisStreamsTransport(MessageTransport):
             summary: dict[str, Any] = await self._redis.xpending(stream, queue)
             oldest_pending = _text(summary["min"])
             keep_from = min(keep_from, oldest_pending, key=_id_key)
-        return int(await self._redis.xtrim(stream, minid=keep_from))
+        return int(await self._redis.xtrim(stream, minid=keep_from, approximate=False))
 
     async def close(self) -> None:
         await self._redis.aclose()
