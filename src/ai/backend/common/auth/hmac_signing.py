@@ -56,20 +56,24 @@ def parse_date(value: str) -> datetime:
     return moment
 
 
-def signing_string(
-    *,
-    method: str,
-    path_with_query: str,
-    date: str,
-    host: str,
-    content_type: str,
-    api_version: str,
-    body: bytes,
-) -> str:
-    body_hash = hashlib.sha256(body).hexdigest()
+@dataclass(frozen=True)
+class SignedParts:
+    """The parts of a request that its signature covers."""
+
+    method: str
+    path_with_query: str
+    date: str
+    host: str
+    content_type: str
+    api_version: str
+    body: bytes
+
+
+def signing_string(parts: SignedParts) -> str:
+    body_hash = hashlib.sha256(parts.body).hexdigest()
     return (
-        f"{method.upper()}\n{path_with_query}\n{date}\nhost:{host}\n"
-        f"content-type:{content_type}\nx-backendai-version:{api_version}\n{body_hash}"
+        f"{parts.method.upper()}\n{parts.path_with_query}\n{parts.date}\nhost:{parts.host}\n"
+        f"content-type:{parts.content_type}\nx-backendai-version:{parts.api_version}\n{body_hash}"
     )
 
 
@@ -80,29 +84,10 @@ def signing_key(*, secret_key: str, date: datetime, host: str) -> bytes:
     return hmac.new(day_key, host.encode(), hashlib.sha256).digest()
 
 
-def compute_signature(
-    *,
-    secret_key: str,
-    method: str,
-    path_with_query: str,
-    date: str,
-    host: str,
-    content_type: str,
-    api_version: str,
-    body: bytes,
-) -> str:
+def compute_signature(*, secret_key: str, parts: SignedParts) -> str:
     """The hex HMAC-SHA256 signature of a request."""
-    key = signing_key(secret_key=secret_key, date=parse_date(date), host=host)
-    message = signing_string(
-        method=method,
-        path_with_query=path_with_query,
-        date=date,
-        host=host,
-        content_type=content_type,
-        api_version=api_version,
-        body=body,
-    )
-    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+    key = signing_key(secret_key=secret_key, date=parse_date(parts.date), host=parts.host)
+    return hmac.new(key, signing_string(parts).encode(), hashlib.sha256).hexdigest()
 
 
 def sign_request(
@@ -120,16 +105,8 @@ def sign_request(
     """The headers to add to a request: ``Date``, ``X-BackendAI-Date``,
     ``X-BackendAI-Version``, ``Authorization`` (and ``Content-Type``)."""
     date = format_date(now or datetime.now(UTC))
-    signature = compute_signature(
-        secret_key=secret_key,
-        method=method,
-        path_with_query=path_with_query,
-        date=date,
-        host=host,
-        content_type=content_type,
-        api_version=api_version,
-        body=body,
-    )
+    parts = SignedParts(method, path_with_query, date, host, content_type, api_version, body)
+    signature = compute_signature(secret_key=secret_key, parts=parts)
     return {
         "Date": date,
         "X-BackendAI-Date": date,
@@ -157,34 +134,19 @@ def verify_signature(
     *,
     authorization: ParsedAuthorization,
     secret_key: str,
-    method: str,
-    path_with_query: str,
-    date: str,
-    host: str,
-    content_type: str,
-    api_version: str,
-    body: bytes,
+    parts: SignedParts,
     now: datetime | None = None,
     max_skew: timedelta = MAX_CLOCK_SKEW,
 ) -> None:
     """Raise :class:`SignatureError` unless the signature matches and the date is within
     ``max_skew`` of ``now``. The comparison takes constant time."""
-    moment = parse_date(date)
+    moment = parse_date(parts.date)
     skew = abs((now or datetime.now(UTC)) - moment)
     if skew > max_skew:
         raise SignatureError(
             f"request date is {int(skew.total_seconds())} s away from the server's clock"
             f" (at most {int(max_skew.total_seconds())} s allowed)"
         )
-    expected = compute_signature(
-        secret_key=secret_key,
-        method=method,
-        path_with_query=path_with_query,
-        date=date,
-        host=host,
-        content_type=content_type,
-        api_version=api_version,
-        body=body,
-    )
+    expected = compute_signature(secret_key=secret_key, parts=parts)
     if not hmac.compare_digest(expected, authorization.signature):
         raise SignatureError("signature mismatch")

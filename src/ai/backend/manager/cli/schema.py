@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -13,16 +15,25 @@ from ai.backend.common.config.loader import mask_url_password
 
 from ..config import load_manager_config
 
+T = TypeVar("T")
+
 
 def _database_url(config_path: Path | None) -> str:
     return load_or_exit(load_manager_config, config_path).config.db.url
 
 
-def _database_errors() -> tuple[type[Exception], ...]:
+def _run_against_database(url: str, action: str, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work``; a database that cannot be reached or migrated becomes a CLI error naming
+    the (password-masked) URL."""
     import asyncpg
     from sqlalchemy.exc import SQLAlchemyError
 
-    return (OSError, SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError)
+    try:
+        return asyncio.run(work)
+    except (OSError, SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        raise click.ClickException(
+            f"cannot {action} {mask_url_password(url)}: {type(e).__name__}: {e}"
+        ) from None
 
 
 @click.group(name="schema")
@@ -37,12 +48,7 @@ def oneshot(config_path: Path | None) -> None:
     from ..models.schema import oneshot as run_oneshot
 
     url = _database_url(config_path)
-    try:
-        report = asyncio.run(run_oneshot(url))
-    except _database_errors() as e:
-        raise click.ClickException(
-            f"cannot migrate {mask_url_password(url)}: {type(e).__name__}: {e}"
-        ) from None
+    report = _run_against_database(url, "migrate", run_oneshot(url))
     created = "created" if report.created_database else "exists"
     click.echo(f"database {report.database}: {created}")
     if report.from_revision == report.to_revision:
@@ -59,12 +65,7 @@ def status(config_path: Path | None, check: bool) -> None:
     from ..models.schema import status as read_status
 
     url = _database_url(config_path)
-    try:
-        state = asyncio.run(read_status(url))
-    except _database_errors() as e:
-        raise click.ClickException(
-            f"cannot reach {mask_url_password(url)}: {type(e).__name__}: {e}"
-        ) from None
+    state = _run_against_database(url, "reach", read_status(url))
     click.echo(f"database: {state.database} ({'exists' if state.database_exists else 'missing'})")
     click.echo(f"current revision: {state.current_revision or '(none)'}")
     click.echo(f"head revision: {state.head_revision}")
