@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import struct
 from typing import Any
 
@@ -39,6 +40,7 @@ HEADER_SIZE = HEADER.size
 DEFAULT_MAX_FRAME = 64 * 1024 * 1024
 MAX_ENCODABLE_FRAME = 2**32 - 1
 _DISCARD_CHUNK = 64 * 1024
+_ID_PATTERN = re.compile(rb'"id"\s*:\s*"([^"\\]{1,128})"')
 
 
 class FrameError(Exception):
@@ -85,6 +87,13 @@ def decode_body(body: bytes) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise InvalidFrame(f"frame body must be a JSON object, got {type(message).__name__}")
     return message
+
+
+def peek_frame_id(body: bytes) -> str | None:
+    """The ``"id"`` of a frame body that is not valid JSON, when it can still be seen, so that
+    the error can be attributed to its call."""
+    match = _ID_PATTERN.search(body)
+    return match.group(1).decode(errors="replace") if match else None
 
 
 async def read_frame_bytes(

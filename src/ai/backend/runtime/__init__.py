@@ -1,5 +1,11 @@
-"""In-replica server that loads a user handler and speaks the frame protocol.
+"""In-replica server that loads a user handler and speaks the frame protocol (DESIGN.md §4.3).
 
 Depends only on the standard library (plus optional orjson / uvloop) so that it can run inside
-any model image.
+any model image. What handler authors import from here: :class:`App` (KServe-style model
+registry) and :class:`Context` (the optional second parameter of a handler).
 """
+
+from .app import App, ModelInfo
+from .context import Context
+
+__all__ = ["App", "Context", "ModelInfo"]

@@ -34,6 +34,10 @@ class SidecarSection(ConfigSection):
         default=timedelta(seconds=30), description="reclaim entries pending this long"
     )
     max_frame: BinarySize = DEFAULT_MAX_FRAME
+    shutdown_grace: Duration = Field(
+        default=timedelta(seconds=30),
+        description="on SIGTERM, how long in-flight envelopes may take to finish",
+    )
 
 
 class SidecarConfig(ServiceConfig):

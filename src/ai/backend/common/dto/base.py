@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
-RESERVED_ACTOR_NAMES = frozenset({"happy-end", "error-end"})
+HAPPY_END = "happy-end"
+ERROR_END = "error-end"
+RESERVED_ACTOR_NAMES = frozenset({HAPPY_END, ERROR_END})
 
 _ACTOR_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _HANDLER_REF = re.compile(

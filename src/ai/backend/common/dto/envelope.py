@@ -72,6 +72,15 @@ class Envelope(StrictModel):
     attempt: int = Field(default=1, ge=1)
     deadline_at: AwareDatetime | None = None
     created_at: AwareDatetime = Field(default_factory=utcnow)
+    # Fan-out position: child i of a fan-out appends i; results of the job are ordered by it.
+    branch: list[int] = Field(default_factory=list, max_length=32)
+    # Set only on envelopes bound for ``error-end``: what failed, where, at which attempt.
+    error: dict[str, Any] | None = None
+
+    @property
+    def job_key(self) -> str:
+        """The job this envelope belongs to; an envelope published without a job is its own."""
+        return self.job_id or self.id
 
     @field_validator("id", "job_id", "parent_id")
     @classmethod

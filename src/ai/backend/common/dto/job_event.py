@@ -58,6 +58,8 @@ class JobError(StrictModel):
     message: str
     traceback: str | None = None
     reason: str | None = None
+    actor: str | None = None  # where it failed
+    attempt: int | None = Field(default=None, ge=1)
 
 
 class JobEvent(StrictModel):

@@ -75,9 +75,21 @@ class Outcome:
     delayed: list[DelayedMessage] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     acks: list[Delivery] = field(default_factory=list)
+    # (job id, delta) for the open-branch counters of fan-outs (DESIGN.md §4.1)
+    branch_deltas: list[tuple[str, int]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
-        return not (self.publish or self.delayed or self.dead_letters or self.acks)
+        return not (
+            self.publish or self.delayed or self.dead_letters or self.acks or self.branch_deltas
+        )
+
+    def merge(self, other: Outcome) -> None:
+        """Add ``other``'s writes to this one (to commit several deliveries at once)."""
+        self.publish += other.publish
+        self.delayed += other.delayed
+        self.dead_letters += other.dead_letters
+        self.acks += other.acks
+        self.branch_deltas += other.branch_deltas
 
 
 class MessageTransport(ABC):
@@ -109,6 +121,11 @@ class MessageTransport(ABC):
     ) -> list[Delivery]:
         """Take over up to ``count`` messages left pending by any consumer for at least
         ``min_idle`` seconds (a consumer that died)."""
+
+    @abstractmethod
+    async def touch(self, queue: str, consumer: str, message_ids: Sequence[str]) -> None:
+        """Reset the idle time of messages this consumer is still working on, so that
+        :meth:`claim_idle` of another consumer does not take them from a live one."""
 
     @abstractmethod
     async def commit(self, outcome: Outcome) -> None:

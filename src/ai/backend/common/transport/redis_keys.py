@@ -39,4 +39,14 @@ class RedisKeys:
         return f"{self.prefix}cancel"
 
     def job_branches(self, job_id: str) -> str:
+        """Open branches of a job *minus one* (absent = one open branch): a fan-out into n adds
+        n - 1, each branch that ends subtracts 1, and the one that takes it below 0 is last."""
         return f"{self.prefix}job:{job_id}:branches"
+
+    def job_outcomes(self, job_id: str) -> str:
+        """Hash of the finished branches' outcomes (field = branch position, zero-padded)."""
+        return f"{self.prefix}job:{job_id}:outcomes"
+
+    def branch_done(self, envelope_id: str, terminal: str) -> str:
+        """Idempotency marker: this envelope's branch already ended as ``terminal``."""
+        return f"{self.prefix}done:{envelope_id}:{terminal}"

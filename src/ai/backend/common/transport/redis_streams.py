@@ -137,6 +137,17 @@ class RedisStreamsTransport(MessageTransport):
             if fields is not None
         ]
 
+    async def touch(self, queue: str, consumer: str, message_ids: Sequence[str]) -> None:
+        if message_ids:
+            await self._redis.xclaim(
+                self.keys.actor_stream(queue),
+                queue,
+                consumer,
+                min_idle_time=0,
+                message_ids=list(message_ids),
+                justid=True,
+            )
+
     async def commit(self, outcome: Outcome) -> None:
         if outcome.is_empty():
             return
@@ -158,6 +169,8 @@ class RedisStreamsTransport(MessageTransport):
                         b"at": repr(now).encode(),
                     },
                 )
+            for job_id, delta in outcome.branch_deltas:
+                pipe.incrby(self.keys.job_branches(job_id), delta)
             acks: dict[str, list[str]] = {}
             for delivery in outcome.acks:
                 acks.setdefault(delivery.queue, []).append(delivery.message_id)

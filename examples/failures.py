@@ -1,0 +1,55 @@
+"""Handlers that fail, for retry, timeout and error-path tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from ai.backend.runtime import Context
+
+
+class NotRetryableError(ValueError):
+    """A subclass: ``non_retryable: [ValueError]`` covers it through the class's MRO."""
+
+
+def fail_value_error(payload: Any) -> Any:
+    raise ValueError(f"bad value: {payload!r}")
+
+
+def fail_not_retryable(payload: Any) -> Any:
+    raise NotRetryableError("never retried")
+
+
+def fail_runtime_error(payload: Any) -> Any:
+    raise RuntimeError("always fails")
+
+
+def flaky(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """Fails at the first attempt, succeeds at the next."""
+    if ctx.attempt == 1:
+        raise ConnectionResetError("transient failure at attempt 1")
+    return {**payload, "attempt": ctx.attempt}
+
+
+def slow(payload: dict[str, Any]) -> dict[str, Any]:
+    """Sleeps ``payload["seconds"]`` in its worker thread."""
+    time.sleep(float(payload["seconds"]))
+    return payload
+
+
+async def async_slow(payload: dict[str, Any]) -> dict[str, Any]:
+    await asyncio.sleep(float(payload["seconds"]))
+    return payload
+
+
+def oom(payload: Any) -> Any:
+    raise MemoryError("simulated host OOM")
+
+
+def cuda_oom(payload: Any) -> Any:
+    raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+
+
+def not_json(payload: Any) -> Any:
+    return {"a set": {1, 2, 3}}

@@ -1,0 +1,37 @@
+"""Plain handlers for pipelines: ``examples.pipeline:double`` → ``examples.pipeline:increment``
+turns ``{"value": 10}`` into ``{"value": 25}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def echo(payload: Any) -> Any:
+    return payload
+
+
+def double(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "value": payload["value"] * 2}
+
+
+def increment(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "value": payload["value"] + 5}
+
+
+def fan_out(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """One child per item of ``payload["items"]``."""
+    return [{"value": item} for item in payload["items"]]
+
+
+def finish(payload: Any) -> None:
+    """Ends the route here; the payload goes on unchanged."""
+    return None
+
+
+async def async_double(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"value": payload["value"] * 2}
+
+
+def noop(payload: Any) -> Any:
+    """The benchmark's hop: returns its input."""
+    return payload

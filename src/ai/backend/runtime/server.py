@@ -1,0 +1,311 @@
+"""The runtime's Unix-socket server: one ``hello``, then many calls in flight per connection.
+
+Sync handlers (and generators) run in a thread pool sized by ``concurrency``; async handlers and
+async generators share the server's one event loop. Frames a worker thread produces (partials,
+progress) are handed to the loop with ``call_soon_threadsafe``, which keeps them in order and
+before the call's result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ai.backend.common.framing import (
+    DEFAULT_MAX_FRAME,
+    FrameTooLarge,
+    IncompleteFrame,
+    InvalidFrame,
+    discard_frame_body,
+    encode_frame,
+    read_frame,
+)
+
+from .context import Context
+from .errors import error_fields
+from .loader import HandlerKind, Invocable, LoadedHandler, classify
+
+PROTOCOL_VERSION = 1
+SOCKET_MODE = 0o660
+
+log = logging.getLogger(__spec__.name if __spec__ else __name__)
+
+
+class RuntimeServer:
+    def __init__(
+        self,
+        handler: LoadedHandler,
+        *,
+        socket_path: Path,
+        concurrency: int = 1,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        self.handler = handler
+        self.socket_path = socket_path
+        self.concurrency = concurrency
+        self.max_frame = max_frame
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="handler")
+        self._models: dict[tuple[str, str], Invocable] = {}
+        self._connections: set[_Connection] = set()
+
+    def hello(self) -> dict[str, Any]:
+        app = self.handler.app
+        return {
+            "type": "hello",
+            "protocol": PROTOCOL_VERSION,
+            "handler": self.handler.ref,
+            "kind": self.handler.description,
+            "concurrency": self.concurrency,
+            "models": [m.describe() for m in app.models] if app is not None else [],
+            "pid": os.getpid(),
+        }
+
+    def invocable_for(self, call: dict[str, Any]) -> Invocable:
+        app = self.handler.app
+        if app is None:
+            assert self.handler.invocable is not None
+            return self.handler.invocable
+        model = app.resolve(call.get("model"), call.get("version"))
+        key = (model.name, model.version)
+        if key not in self._models:
+            self._models[key] = classify(model.handler)
+        return self._models[key]
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Listen until ``stop`` is set; then close connections and remove the socket."""
+        path = self.socket_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() or path.is_symlink():
+            path.unlink()  # a stale socket of an earlier run
+        server = await asyncio.start_unix_server(self._on_connection, path=str(path), limit=2**20)
+        os.chmod(path, SOCKET_MODE)
+        log.info("serving %s (%s) on %s", self.handler.ref, self.handler.description, path)
+        try:
+            async with server:
+                await stop.wait()
+        finally:
+            for connection in list(self._connections):
+                connection.abort()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        connection = _Connection(self, reader, writer)
+        self._connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self._connections.discard(connection)
+
+
+class _Connection:
+    def __init__(
+        self, server: RuntimeServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.loop = asyncio.get_running_loop()
+        self.calls: dict[str, asyncio.Task[None]] = {}
+        self._drain_lock = asyncio.Lock()
+
+    def send(self, frame: dict[str, Any]) -> None:
+        """Write one frame (from the loop's thread). A frame that cannot be encoded or is too
+        large becomes an error result of its call, so the caller always hears back."""
+        if self.writer.is_closing():
+            return
+        try:
+            data = encode_frame(frame, max_frame=self.server.max_frame)
+        except FrameTooLarge as e:
+            data = self._failure_frame(frame, "frame_too_large", str(e))
+        except (TypeError, ValueError) as e:
+            data = self._failure_frame(
+                frame, "processing_error", f"the handler's output is not JSON-serializable: {e}"
+            )
+        self.writer.write(data)
+
+    def _failure_frame(self, frame: dict[str, Any], code: str, message: str) -> bytes:
+        failure = {
+            "type": "result",
+            "id": frame.get("id"),
+            "status": "error",
+            "error": code,
+            "message": message,
+            "severity": "fatal",
+        }
+        return encode_frame(failure)
+
+    def send_threadsafe(self, frame: dict[str, Any]) -> None:
+        self.loop.call_soon_threadsafe(self.send, frame)
+
+    async def flush(self) -> None:
+        async with self._drain_lock:
+            try:
+                await self.writer.drain()
+            except ConnectionError:
+                pass
+
+    def abort(self) -> None:
+        for task in self.calls.values():
+            task.cancel()
+        self.writer.close()
+
+    async def run(self) -> None:
+        self.send(self.server.hello())
+        try:
+            while True:
+                try:
+                    frame = await read_frame(self.reader, max_frame=self.server.max_frame)
+                except FrameTooLarge as e:
+                    self.send({"type": "error", "error": "frame_too_large", "message": str(e)})
+                    await discard_frame_body(self.reader, e.size)
+                    continue
+                except InvalidFrame as e:
+                    self.send({"type": "error", "error": "invalid_json", "message": str(e)})
+                    continue
+                if frame is None:
+                    break
+                self._dispatch(frame)
+        except (IncompleteFrame, ConnectionError):
+            pass
+        finally:
+            for task in list(self.calls.values()):
+                task.cancel()
+            self.writer.close()
+
+    def _dispatch(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        call_id = frame.get("id")
+        if kind == "call":
+            if not isinstance(call_id, str) or not call_id:
+                self.send({"type": "error", "error": "invalid_json", "message": "call has no id"})
+            elif call_id in self.calls:
+                self.send(
+                    {
+                        "type": "error",
+                        "id": call_id,
+                        "error": "invalid_json",
+                        "message": f"call {call_id} is already in flight",
+                    }
+                )
+            else:
+                task = asyncio.create_task(self._call(call_id, frame))
+                self.calls[call_id] = task
+                task.add_done_callback(functools.partial(self._call_done, call_id))
+        elif kind == "cancel":
+            running = self.calls.get(call_id) if isinstance(call_id, str) else None
+            if running is not None:
+                running.cancel()
+        elif kind == "ping":
+            self.send({"type": "pong", "id": call_id})
+        else:
+            self.send(
+                {
+                    "type": "error",
+                    "id": call_id,
+                    "error": "invalid_json",
+                    "message": f"unknown frame type {kind!r}",
+                }
+            )
+
+    async def _call(self, call_id: str, frame: dict[str, Any]) -> None:
+        try:
+            result = await self._invoke(call_id, frame)
+        except Exception as e:
+            self.send({"type": "result", "id": call_id, "status": "error", **error_fields(e)})
+        else:
+            self.send({"type": "result", "id": call_id, "status": "ok", "result": result})
+        await self.flush()
+
+    def _call_done(self, call_id: str, task: asyncio.Task[None]) -> None:
+        self.calls.pop(call_id, None)
+        if task.cancelled():  # also when cancelled before it started to run
+            self.send(
+                {
+                    "type": "result",
+                    "id": call_id,
+                    "status": "error",
+                    "error": "timeout",
+                    "message": "the call was cancelled",
+                    "severity": "fatal",
+                }
+            )
+
+    async def _invoke(self, call_id: str, frame: dict[str, Any]) -> Any:
+        invocable = self.server.invocable_for(frame)
+        payload = frame.get("payload")
+        if invocable.input_type is not None and isinstance(payload, dict):
+            payload = invocable.input_type(**payload)
+        args: tuple[Any, ...] = (payload,)
+        if invocable.wants_context:
+            args = (payload, Context(frame, self.send_threadsafe))
+        match invocable.kind:
+            case HandlerKind.ASYNC_FUNCTION:
+                result = await invocable.target(*args)
+            case HandlerKind.ASYNC_GENERATOR:
+                result = await self._drain_async_generator(call_id, invocable.target(*args))
+            case HandlerKind.GENERATOR:
+                result = await self.loop.run_in_executor(
+                    self.server.pool, self._drain_generator, call_id, invocable, args
+                )
+            case HandlerKind.FUNCTION:
+                result = await self.loop.run_in_executor(
+                    self.server.pool, lambda: invocable.target(*args)
+                )
+        if dataclasses.is_dataclass(result) and not isinstance(result, type):
+            result = dataclasses.asdict(result)
+        return result
+
+    async def _drain_async_generator(self, call_id: str, generator: AsyncIterator[Any]) -> Any:
+        last = None
+        async for item in generator:
+            self.send({"type": "partial", "id": call_id, "data": item})
+            last = item
+        return last
+
+    def _drain_generator(self, call_id: str, invocable: Invocable, args: tuple[Any, ...]) -> Any:
+        """In a worker thread: every yield is a partial; the return value, else the last
+        yielded value, is the result."""
+        generator: Iterator[Any] = invocable.target(*args)
+        last = None
+        while True:
+            try:
+                item = next(generator)
+            except StopIteration as stop:
+                return stop.value if stop.value is not None else last
+            self.send_threadsafe({"type": "partial", "id": call_id, "data": item})
+            last = item
+
+
+async def run_server(server: RuntimeServer) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await server.serve(stop)
+
+
+def run(server: RuntimeServer) -> None:
+    """Run the server on uvloop when installed, else on asyncio's default loop."""
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    with runner:
+        runner.run(run_server(server))

@@ -1,0 +1,130 @@
+"""The crew: ``happy-end`` and ``error-end`` end a branch of a job (DESIGN.md §4.1).
+
+Each ending branch records its outcome once (idempotent by envelope id and terminal kind) and
+closes its branch; the branch that closes the last one writes the job's single terminal event:
+``succeeded`` with the final payload (or ``{"results": [...]}`` ordered by branch after a
+fan-out) or ``failed`` with the first failed branch's error. All of it happens in one Lua script,
+so a crash never leaves a branch counted without its event; the delivery is acknowledged after.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from ai.backend.common.dto.base import ERROR_END, HAPPY_END
+from ai.backend.common.dto.envelope import Envelope
+from ai.backend.common.log import BraceStyleAdapter
+from ai.backend.common.transport.base import Delivery, Outcome
+from ai.backend.common.transport.redis_keys import RedisKeys
+
+from .events import now_iso
+
+log = BraceStyleAdapter(logging.getLogger(__spec__.name))
+
+DONE_TTL_SECONDS = 24 * 3600
+BRANCH_DIGITS = 6
+
+# KEYS: done marker, outcomes hash, open-branch counter, events stream
+# ARGV: marker ttl, branch field, tagged outcome ("s" + result JSON | "f" + error JSON),
+#       event head (a JSON object's opening and common fields, no closing brace), fanned out?
+_END_BRANCH = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then return -1 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+local open = redis.call('DECR', KEYS[3])
+if open >= 0 then return open end
+local flat = redis.call('HGETALL', KEYS[2])
+local entries = {}
+for i = 1, #flat, 2 do entries[#entries + 1] = {flat[i], flat[i + 1]} end
+table.sort(entries, function(a, b) return a[1] < b[1] end)
+local first_error, results = nil, {}
+for _, entry in ipairs(entries) do
+  local tag, body = string.sub(entry[2], 1, 1), string.sub(entry[2], 2)
+  if tag == 'f' then
+    if first_error == nil then first_error = body end
+  else
+    results[#results + 1] = body
+  end
+end
+local tail = ',"data":{"branches":' .. #entries .. '}}'
+local event
+if first_error then
+  event = ARGV[4] .. ',"kind":"failed","error":' .. first_error .. tail
+else
+  local result
+  if ARGV[5] == '1' then
+    result = '{"results":[' .. table.concat(results, ',') .. ']}'
+  else
+    result = results[1]
+  end
+  event = ARGV[4] .. ',"kind":"succeeded","result":' .. result .. tail
+end
+redis.call('XADD', KEYS[4], '*', 'ev', event)
+redis.call('DEL', KEYS[2], KEYS[3])
+return -2
+"""
+
+TERMINAL_WRITTEN = -2
+ALREADY_RECORDED = -1
+
+
+def branch_field(branch: list[int]) -> str:
+    return ".".join(f"{index:0{BRANCH_DIGITS}d}" for index in branch)
+
+
+class CrewMember:
+    """Processes deliveries of ``happy-end`` or ``error-end``."""
+
+    def __init__(self, name: str, redis: Redis, keys: RedisKeys) -> None:
+        if name not in (HAPPY_END, ERROR_END):
+            raise ValueError(f"{name!r} is not a crew actor")
+        self.name = name
+        self.keys = keys
+        self._script = redis.register_script(_END_BRANCH)
+        self.terminal_events = 0
+
+    async def end_branch(self, envelope: Envelope) -> int:
+        """Record this branch's outcome; returns the script's answer (open branches left,
+        :data:`TERMINAL_WRITTEN` or :data:`ALREADY_RECORDED`)."""
+        job_id = envelope.job_key
+        failed = self.name == ERROR_END
+        if failed:
+            outcome = b"f" + orjson.dumps(envelope.error or {"code": "processing_error"})
+        else:
+            outcome = b"s" + orjson.dumps(envelope.payload)
+        head: dict[str, Any] = {
+            "job_id": job_id,
+            "envelope_id": envelope.id,
+            "actor": self.name,
+            "at": now_iso(),
+        }
+        if envelope.error and envelope.error.get("attempt"):
+            head["attempt"] = envelope.error["attempt"]
+        answer = await self._script(
+            keys=[
+                self.keys.branch_done(envelope.id, "failed" if failed else "succeeded"),
+                self.keys.job_outcomes(job_id),
+                self.keys.job_branches(job_id),
+                self.keys.events,
+            ],
+            args=[
+                DONE_TTL_SECONDS,
+                branch_field(envelope.branch),
+                outcome,
+                orjson.dumps(head)[:-1],
+                "1" if envelope.branch else "0",
+            ],
+        )
+        answer = int(answer)
+        if answer == TERMINAL_WRITTEN:
+            self.terminal_events += 1
+        elif answer == ALREADY_RECORDED:
+            log.info("branch {} of job {} was already recorded; skipped", envelope.id, job_id)
+        return answer
+
+    async def handle(self, delivery: Delivery, envelope: Envelope) -> Outcome:
+        await self.end_branch(envelope)
+        return Outcome(acks=[delivery])

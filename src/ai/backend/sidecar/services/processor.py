@@ -1,0 +1,184 @@
+"""One envelope through one actor: validate, call the runtime, and turn the answer into an
+:class:`Outcome` (successors, a delayed retry, or the error path) that is committed together with
+the acknowledgement."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from ai.backend.common.dto.actor_spec import ActorSpec
+from ai.backend.common.dto.base import summarize_validation_error
+from ai.backend.common.dto.envelope import Envelope
+from ai.backend.common.dto.job_event import ErrorCode
+from ai.backend.common.framing import FrameTooLarge
+from ai.backend.common.log import BraceStyleAdapter
+from ai.backend.common.transport.base import DeadLetter, DelayedMessage, Delivery, Outcome
+
+from ..clients.runtime import RuntimeClient, RuntimeUnavailable
+from ..metrics import SidecarMetrics
+from .events import EventPublisher, event_fields
+from .failures import CallFailure, Verdict, decide
+from .routing import retry_envelope, successors, to_error_end
+
+log = BraceStyleAdapter(logging.getLogger(__spec__.name))
+
+
+def parse_envelope(delivery: Delivery) -> tuple[Envelope | None, str]:
+    """The delivery's envelope, or ``None`` and why it is not one."""
+    try:
+        return Envelope.from_json_bytes(delivery.body), ""
+    except ValidationError as e:
+        return None, summarize_validation_error(e)
+    except ValueError as e:
+        return None, str(e)
+
+
+def bad_envelope_outcome(delivery: Delivery, reason: str) -> Outcome:
+    """A message that is not an envelope cannot be routed: keep it in the DLQ, never process."""
+    error = {"code": ErrorCode.INVALID_JSON.value, "message": f"not a valid envelope: {reason}"}
+    return Outcome(dead_letters=[DeadLetter(delivery.queue, delivery.body, error)], acks=[delivery])
+
+
+class ActorProcessor:
+    def __init__(
+        self,
+        spec: ActorSpec,
+        runtime: RuntimeClient,
+        events: EventPublisher,
+        metrics: SidecarMetrics,
+    ) -> None:
+        self.spec = spec
+        self.runtime = runtime
+        self.events = events
+        self.metrics = metrics
+        self.timeout = spec.timeout.total_seconds()
+
+    async def handle(self, delivery: Delivery, envelope: Envelope) -> Outcome:
+        actor = self.spec.name
+        if envelope.route.current_actor != actor:
+            failure = CallFailure(
+                ErrorCode.ROUTE_MISMATCH,
+                f"envelope is for {envelope.route.current_actor!r}, this is {actor!r}",
+            )
+            return self._fail(delivery, envelope, failure, dead_letter=False)
+        if envelope.is_expired():
+            failure = CallFailure(
+                ErrorCode.TIMEOUT, "the job's deadline passed before the call", reason="timeout"
+            )
+            return self._fail(delivery, envelope, failure, dead_letter=False)
+        self.events.emit(event_fields(envelope, "running", actor))
+        answer = await self._call(delivery, envelope)
+        if isinstance(answer, CallFailure):
+            return self._after_failure(delivery, envelope, answer)
+        self.metrics.processed.inc()
+        children, added_branches = successors(envelope, answer)
+        outcome = Outcome(
+            publish=[(c.route.current_actor, c.to_json_bytes()) for c in children],
+            acks=[delivery],
+        )
+        if added_branches:
+            outcome.branch_deltas.append((envelope.job_key, added_branches))
+        return outcome
+
+    async def _call(self, delivery: Delivery, envelope: Envelope) -> Any | CallFailure:
+        """The handler's result, or how the call failed."""
+        call_id = delivery.message_id
+        frame: dict[str, Any] = {
+            "type": "call",
+            "id": call_id,
+            "payload": envelope.payload,
+            "headers": envelope.headers,
+            "route": envelope.route.model_dump(),
+            "job_id": envelope.job_key,
+            "envelope_id": envelope.id,
+            "attempt": envelope.attempt,
+            "deadline_at": envelope.deadline_at.isoformat() if envelope.deadline_at else None,
+        }
+        timeout = self.timeout
+        if envelope.deadline_at is not None:
+            remaining = (envelope.deadline_at - datetime.now(UTC)).total_seconds()
+            timeout = max(min(timeout, remaining), 0.001)
+
+        def on_frame(message: dict[str, Any]) -> None:
+            kind = message.get("type")
+            event = event_fields(envelope, str(kind), self.spec.name)
+            if kind == "partial":
+                event["data"] = message.get("data")
+            elif kind == "progress":
+                event["data"] = {
+                    k: message[k] for k in ("progress", "total", "message") if k in message
+                }
+            else:
+                return
+            self.events.emit(event)
+
+        try:
+            result = await asyncio.wait_for(self.runtime.call(call_id, frame, on_frame), timeout)
+        except TimeoutError:
+            self.runtime.cancel(call_id)
+            return CallFailure(
+                ErrorCode.TIMEOUT,
+                f"the call did not finish within {timeout:g} s",
+                reason="timeout",
+            )
+        except RuntimeUnavailable as e:
+            return CallFailure(ErrorCode.CONNECTION_ERROR, str(e))
+        except FrameTooLarge as e:
+            return CallFailure(ErrorCode.FRAME_TOO_LARGE, f"the call frame is too large: {e}")
+        if result.get("status") == "ok":
+            return result.get("result")
+        return CallFailure.from_result_frame(result)
+
+    def _after_failure(
+        self, delivery: Delivery, envelope: Envelope, failure: CallFailure
+    ) -> Outcome:
+        self.metrics.failed.inc()
+        decision = decide(failure, self.spec.retry, envelope.attempt)
+        log.info(
+            "envelope {} failed at attempt {} ({}: {}); {}",
+            envelope.id,
+            envelope.attempt,
+            failure.code.value,
+            failure.exc_type or "-",
+            decision.verdict.value,
+        )
+        if decision.verdict is Verdict.RETRY:
+            self.metrics.retried.inc()
+            again = retry_envelope(envelope)
+            due_at = time.time() + decision.delay
+            return Outcome(
+                delayed=[DelayedMessage(self.spec.name, again.to_json_bytes(), due_at)],
+                acks=[delivery],
+            )
+        return self._fail(
+            delivery,
+            envelope,
+            failure,
+            dead_letter=decision.verdict is Verdict.EXHAUSTED,
+            reason=decision.reason,
+        )
+
+    def _fail(
+        self,
+        delivery: Delivery,
+        envelope: Envelope,
+        failure: CallFailure,
+        *,
+        dead_letter: bool,
+        reason: str | None = None,
+    ) -> Outcome:
+        error = failure.to_error(actor=self.spec.name, attempt=envelope.attempt, reason=reason)
+        failed = to_error_end(envelope, error)
+        outcome = Outcome(
+            publish=[(failed.route.current_actor, failed.to_json_bytes())], acks=[delivery]
+        )
+        if dead_letter:
+            self.metrics.dead_lettered.inc()
+            outcome.dead_letters.append(DeadLetter(delivery.queue, delivery.body, error))
+        return outcome

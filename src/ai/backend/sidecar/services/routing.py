@@ -1,0 +1,62 @@
+"""Where an envelope goes next (DESIGN.md §4.1): the next actor, fan-out children, the end of
+the route (``happy-end``) or the error path (``error-end``). Headers always travel along."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ai.backend.common.dto.base import ERROR_END, HAPPY_END
+from ai.backend.common.dto.envelope import Envelope, Route, new_envelope_id
+
+
+def _route_to(envelope: Envelope, crew: str) -> Route:
+    actors = [a for a in envelope.route.actors if a not in (HAPPY_END, ERROR_END)]
+    return Route(actors=[*actors, crew], current=len(actors))
+
+
+def _next_route(envelope: Envelope) -> Route:
+    if envelope.route.is_last:
+        return _route_to(envelope, HAPPY_END)
+    return envelope.route.advanced()
+
+
+def _successor(envelope: Envelope, **changes: Any) -> Envelope:
+    base = {"job_id": envelope.job_key, "attempt": 1, "error": None}
+    return envelope.model_copy(update={**base, **changes})
+
+
+def successors(envelope: Envelope, result: Any) -> tuple[list[Envelope], int]:
+    """The envelopes a successful call produces, and how many branches the fan-out added."""
+    if result is None or result == []:
+        return [_successor(envelope, route=_route_to(envelope, HAPPY_END))], 0
+    route = _next_route(envelope)
+    if isinstance(result, list):
+        children = [
+            _successor(
+                envelope,
+                id=new_envelope_id(),
+                parent_id=envelope.id,
+                route=route,
+                payload=item,
+                branch=[*envelope.branch, index],
+            )
+            for index, item in enumerate(result)
+        ]
+        return children, len(children) - 1
+    return [_successor(envelope, route=route, payload=result)], 0
+
+
+def retry_envelope(envelope: Envelope) -> Envelope:
+    """The same envelope at its next attempt (the same id: the job's branch stays one)."""
+    return envelope.model_copy(update={"attempt": envelope.attempt + 1})
+
+
+def to_error_end(envelope: Envelope, error: dict[str, Any]) -> Envelope:
+    """The envelope bound for ``error-end`` with the original payload and the last error."""
+    return envelope.model_copy(
+        update={
+            "job_id": envelope.job_key,
+            "route": _route_to(envelope, ERROR_END),
+            "error": error,
+        }
+    )

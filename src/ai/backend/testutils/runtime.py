@@ -1,0 +1,60 @@
+"""Runtimes started as child processes, and raw frame connections to them."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ai.backend.common.framing import read_frame, write_frame
+
+from .processes import Child, ProcessGroup, wait_until
+
+
+@dataclass
+class RuntimeConnection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    hello: dict[str, Any]
+    child: Child
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await write_frame(self.writer, frame)
+
+    async def frames_until_result(self, call_id: str) -> list[dict[str, Any]]:
+        """Every frame of ``call_id`` up to and including its result (frames of other calls
+        are not expected here)."""
+        frames = []
+        while True:
+            frame = await asyncio.wait_for(read_frame(self.reader), 10)
+            assert frame is not None, "the runtime closed the connection"
+            frames.append(frame)
+            if frame.get("type") == "result" and frame.get("id") == call_id:
+                return frames
+
+    async def call(self, call_id: str, payload: Any, **extra: Any) -> list[dict[str, Any]]:
+        await self.send({"type": "call", "id": call_id, "payload": payload, **extra})
+        return await self.frames_until_result(call_id)
+
+
+@dataclass
+class RuntimeLauncher:
+    processes: ProcessGroup
+    socket_dir: Path
+
+    def start(self, handler: str, *args: str, name: str = "rt") -> tuple[Child, Path]:
+        socket_path = self.socket_dir / "sockets" / f"{name}.sock"
+        child = self.processes.start(
+            name,
+            ["runtime", "run", "--handler", handler, "--socket", str(socket_path), *args],
+        )
+        wait_until(socket_path.exists, timeout=20, what=f"{socket_path}", watch=[child])
+        return child, socket_path
+
+    async def connect(self, handler: str, *args: str) -> RuntimeConnection:
+        child, socket_path = self.start(handler, *args)
+        reader, writer = await asyncio.open_unix_connection(str(socket_path))
+        hello = await asyncio.wait_for(read_frame(reader), 10)
+        assert hello is not None
+        return RuntimeConnection(reader, writer, hello, child)
