@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ai.backend.runtime import Context
+
 
 def echo(payload: Any) -> Any:
     return payload
@@ -35,3 +37,8 @@ async def async_double(payload: dict[str, Any]) -> dict[str, Any]:
 def noop(payload: Any) -> Any:
     """The benchmark's hop: returns its input."""
     return payload
+
+
+def record_headers(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """Appends the headers this hop saw to ``payload["seen"]``."""
+    return {**payload, "seen": [*payload.get("seen", []), ctx.headers]}

@@ -26,6 +26,17 @@ async def test_publish_consume_ack(transport: RedisStreamsTransport, redis_clien
     assert await redis_client.xlen(stream) == 1
 
 
+async def test_registered_consumer_is_listed(
+    transport: RedisStreamsTransport, redis_client: Redis
+) -> None:
+    await transport.register_consumer("replicas", "r-1")
+    await transport.register_consumer("replicas", "r-1")  # idempotent
+    consumers: Any = await redis_client.xinfo_consumers(
+        transport.keys.actor_stream("replicas"), "replicas"
+    )
+    assert [(c["name"], c["pending"]) for c in consumers] == [(b"r-1", 0)]
+
+
 async def test_group_created_after_publishing_still_receives(
     transport: RedisStreamsTransport,
 ) -> None:

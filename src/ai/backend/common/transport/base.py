@@ -101,6 +101,11 @@ class MessageTransport(ABC):
         after messages were published still receives them."""
 
     @abstractmethod
+    async def register_consumer(self, queue: str, consumer: str) -> None:
+        """Make ``consumer`` a member of the queue's group before it reads (idempotent), so
+        that it is visible as a replica from the start."""
+
+    @abstractmethod
     async def publish(self, queue: str, body: bytes) -> str:
         """Append one message; returns its id."""
 

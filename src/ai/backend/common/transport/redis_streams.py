@@ -81,6 +81,10 @@ class RedisStreamsTransport(MessageTransport):
                 raise
         self._known_groups.add(queue)
 
+    async def register_consumer(self, queue: str, consumer: str) -> None:
+        await self.ensure_queue(queue)
+        await self._redis.xgroup_createconsumer(self.keys.actor_stream(queue), queue, consumer)
+
     async def publish(self, queue: str, body: bytes) -> str:
         entry_id = await self._redis.xadd(self.keys.actor_stream(queue), {MESSAGE_FIELD: body})
         return _text(entry_id)

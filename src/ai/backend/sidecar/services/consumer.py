@@ -98,7 +98,7 @@ class ConsumerLoop:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        await self.transport.ensure_queue(s.queue)
+        await self.transport.register_consumer(s.queue, s.consumer)
         maintenance = asyncio.create_task(self._maintain(stop), name="consumer-maintenance")
         try:
             while not stop.is_set():

@@ -1,0 +1,171 @@
+"""A data plane of real processes for tests: runtimes, sidecars and the crew on one Redis key
+prefix, plus helpers to publish envelopes and read what happened to them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from ai.backend.common.dto.envelope import Envelope, Route
+from ai.backend.common.transport.redis_keys import RedisKeys
+
+from .processes import Child, ProcessGroup, wait_until
+
+TERMINAL_KINDS = ("succeeded", "failed", "cancelled")
+
+
+def toml_value(value: Any) -> str:
+    """A TOML value (inline tables for mappings) for the simple data of an actor spec."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, Mapping):
+        return (
+            "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+        )
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+@dataclass
+class DataPlane:
+    processes: ProcessGroup
+    redis: Redis
+    keys: RedisKeys
+    workdir: Path
+    sockets: dict[str, Path] = field(default_factory=dict)
+
+    # --- processes -------------------------------------------------------------------------
+
+    def start_runtime(self, name: str, handler: str, *args: str) -> Child:
+        socket_path = self.workdir / "sockets" / f"{name}.sock"
+        child = self.processes.start(
+            f"runtime-{name}",
+            ["runtime", "run", "--handler", handler, "--socket", str(socket_path), *args],
+        )
+        wait_until(socket_path.exists, timeout=20, what=f"runtime {name}", watch=[child])
+        self.sockets[name] = socket_path
+        return child
+
+    async def start_sidecar(
+        self,
+        actor: str,
+        *,
+        spec: Mapping[str, Any] | None = None,
+        sidecar: Mapping[str, Any] | None = None,
+        consumer: str | None = None,
+        socket_of: str | None = None,
+    ) -> Child:
+        consumer = consumer or f"{actor}-{len(self.processes.children)}"
+        args = ["sidecar", "run", "--actor", actor, "--consumer", consumer]
+        socket_path = self.sockets.get(socket_of or actor)
+        if socket_path is not None:
+            args += ["--socket", str(socket_path)]
+        config = self.workdir / f"sidecar-{consumer}.toml"
+        lines = ["[sidecar]"] + [f"{k} = {toml_value(v)}" for k, v in (sidecar or {}).items()]
+        if spec is not None:
+            lines += ["[actor]"] + [f"{k} = {toml_value(v)}" for k, v in spec.items()]
+        config.write_text("\n".join(lines) + "\n")
+        child = self.processes.start(f"sidecar-{consumer}", [*args, "--config", str(config)])
+        await self.wait_for(
+            lambda: self._has_consumer(actor, consumer), what=f"sidecar {consumer}", watch=[child]
+        )
+        return child
+
+    async def start_actor(
+        self,
+        actor: str,
+        handler: str,
+        *,
+        spec: Mapping[str, Any] | None = None,
+        runtime_args: Sequence[str] = (),
+        sidecar: Mapping[str, Any] | None = None,
+    ) -> tuple[Child, Child]:
+        concurrency = (spec or {}).get("concurrency", 1)
+        runtime = self.start_runtime(
+            actor, handler, "--concurrency", str(concurrency), *runtime_args
+        )
+        full_spec = {"name": actor, "handler": handler, **(spec or {})}
+        return runtime, await self.start_sidecar(actor, spec=full_spec, sidecar=sidecar)
+
+    async def start_crew(self) -> None:
+        for name in ("happy-end", "error-end"):
+            await self.start_sidecar(name)
+
+    async def _has_consumer(self, actor: str, consumer: str) -> bool:
+        try:
+            consumers = await self.redis.xinfo_consumers(self.keys.actor_stream(actor), actor)
+        except Exception:
+            return False
+        return any(c["name"] in (consumer, consumer.encode()) for c in consumers)
+
+    # --- messages --------------------------------------------------------------------------
+
+    async def publish(self, actors: list[str], payload: Any, **fields: Any) -> Envelope:
+        envelope = Envelope(route=Route(actors=actors), payload=payload, **fields)
+        await self.publish_envelope(envelope)
+        return envelope
+
+    async def publish_envelope(self, envelope: Envelope) -> None:
+        await self.redis.xadd(
+            self.keys.actor_stream(envelope.route.current_actor), {"e": envelope.to_json_bytes()}
+        )
+
+    async def events(self, job_id: str | None = None) -> list[dict[str, Any]]:
+        entries: Any = await self.redis.xrange(self.keys.events)
+        events = [orjson.loads(fields[b"ev"]) for _id, fields in entries]
+        return [e for e in events if job_id is None or e.get("job_id") == job_id]
+
+    async def terminal_events(self, job_id: str) -> list[dict[str, Any]]:
+        return [e for e in await self.events(job_id) if e["kind"] in TERMINAL_KINDS]
+
+    async def wait_terminal(self, job_id: str, timeout: float = 20) -> dict[str, Any]:
+        found: list[dict[str, Any]] = []
+
+        async def terminal() -> bool:
+            found[:] = await self.terminal_events(job_id)
+            return bool(found)
+
+        await self.wait_for(terminal, what=f"the end of job {job_id}", timeout=timeout)
+        return found[0]
+
+    async def dead_letters(self, actor: str) -> list[dict[str, Any]]:
+        entries: Any = await self.redis.xrange(self.keys.dead_letters(actor))
+        return [
+            {"envelope": orjson.loads(f[b"e"]), "error": orjson.loads(f[b"err"])}
+            for _id, f in entries
+        ]
+
+    async def wait_for(
+        self,
+        condition: Any,
+        *,
+        what: str,
+        timeout: float = 20,
+        watch: Sequence[Child] = (),
+    ) -> None:
+        """Await the async ``condition`` until it is true (polling, without blocking the loop)."""
+        deadline = time.monotonic() + timeout
+        while not await condition():
+            for child in watch:
+                if not child.alive():
+                    raise AssertionError(
+                        f"{child.name} exited while waiting for {what}:\n{child.log()}"
+                    )
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"timed out after {timeout} s waiting for {what}\n{self.processes.logs()}"
+                )
+            await asyncio.sleep(0.02)
