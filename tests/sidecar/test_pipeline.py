@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ai.backend.common.dto.envelope import Envelope, Route
 from ai.backend.testutils.dataplane import DataPlane
 
 
@@ -107,3 +108,25 @@ async def test_payloads_are_preserved_exactly(plane: DataPlane) -> None:
         terminal = await plane.wait_terminal(f"exact-{name}", timeout=30)
         assert terminal["kind"] == "succeeded", name
         assert terminal["result"] == payload, name
+
+
+async def test_terminal_status_once_when_delivered_twice(plane: DataPlane) -> None:
+    envelope = Envelope(
+        route=Route(actors=["doubler", "happy-end"], current=1),
+        payload={"value": 2},
+        job_id="twice",
+    )
+    # the same envelope reaches happy-end twice (a redelivery after a crash)
+    await plane.publish_envelope(envelope)
+    await plane.publish_envelope(envelope)
+    terminal = await plane.wait_terminal("twice")
+    assert (terminal["kind"], terminal["result"]) == ("succeeded", {"value": 2})
+    await plane.wait_for(
+        lambda: _crew_idle(plane), what="happy-end to take both deliveries", timeout=10
+    )
+    assert len(await plane.terminal_events("twice")) == 1
+
+
+async def _crew_idle(plane: DataPlane) -> bool:
+    groups: Any = await plane.redis.xinfo_groups(plane.keys.actor_stream("happy-end"))
+    return [(g["pending"], g["lag"]) for g in groups] == [(0, 0)]

@@ -151,3 +151,36 @@ async def write_frame(
     """Encode and send one frame, waiting for the transport's buffer to drain."""
     writer.write(encode_frame(message, max_frame=max_frame))
     await writer.drain()
+
+
+class CoalescingWriter:
+    """Frames written in the same event-loop turn leave in one ``write`` (one syscall), which
+    matters when many calls are in flight on one connection. Call from the loop's thread."""
+
+    __slots__ = ("writer", "_chunks", "_scheduled")
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self._chunks: list[bytes] = []
+        self._scheduled = False
+
+    def write(self, data: bytes) -> None:
+        self._chunks.append(data)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self._chunks:
+            return
+        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        if not self.writer.is_closing():
+            self.writer.write(data)
+
+    async def drain_if_backed_up(self, limit: int = 4 * 1024 * 1024) -> None:
+        """Wait for the socket when more than ``limit`` bytes are waiting to be sent."""
+        if self.writer.transport.get_write_buffer_size() > limit:
+            self.flush()
+            await self.writer.drain()

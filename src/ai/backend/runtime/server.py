@@ -21,6 +21,7 @@ from typing import Any
 
 from ai.backend.common.framing import (
     DEFAULT_MAX_FRAME,
+    CoalescingWriter,
     FrameTooLarge,
     IncompleteFrame,
     InvalidFrame,
@@ -118,6 +119,7 @@ class _Connection:
         self.server = server
         self.reader = reader
         self.writer = writer
+        self.out = CoalescingWriter(writer)
         self.loop = asyncio.get_running_loop()
         self.calls: dict[str, asyncio.Task[None]] = {}
         self._drain_lock = asyncio.Lock()
@@ -135,7 +137,7 @@ class _Connection:
             data = self._failure_frame(
                 frame, "processing_error", f"the handler's output is not JSON-serializable: {e}"
             )
-        self.writer.write(data)
+        self.out.write(data)
 
     def _failure_frame(self, frame: dict[str, Any], code: str, message: str) -> bytes:
         failure = {
@@ -154,13 +156,14 @@ class _Connection:
     async def flush(self) -> None:
         async with self._drain_lock:
             try:
-                await self.writer.drain()
+                await self.out.drain_if_backed_up()
             except ConnectionError:
                 pass
 
     def abort(self) -> None:
         for task in self.calls.values():
             task.cancel()
+        self.out.flush()
         self.writer.close()
 
     async def run(self) -> None:
@@ -184,6 +187,7 @@ class _Connection:
         finally:
             for task in list(self.calls.values()):
                 task.cancel()
+            self.out.flush()
             self.writer.close()
 
     def _dispatch(self, frame: dict[str, Any]) -> None:

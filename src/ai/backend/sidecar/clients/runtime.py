@@ -17,6 +17,7 @@ from typing import Any
 
 from ai.backend.common.framing import (
     DEFAULT_MAX_FRAME,
+    CoalescingWriter,
     FrameTooLarge,
     IncompleteFrame,
     InvalidFrame,
@@ -61,7 +62,7 @@ class RuntimeClient:
         self.max_frame = max_frame
         self.hello: RuntimeHello | None = None
         self.connections = 0  # how many times a connection was made (1 + reconnects)
-        self._writer: asyncio.StreamWriter | None = None
+        self._writer: CoalescingWriter | None = None
         self._connected = asyncio.Event()
         self._pending: dict[str, _PendingCall] = {}
         self._task: asyncio.Task[None] | None = None
@@ -93,8 +94,7 @@ class RuntimeClient:
         self._pending[call_id] = _PendingCall(future, on_frame)
         try:
             writer.write(data)
-            if writer.transport.get_write_buffer_size() > 4 * 1024 * 1024:
-                await writer.drain()
+            await writer.drain_if_backed_up()
             return await future
         finally:
             self._pending.pop(call_id, None)
@@ -103,7 +103,7 @@ class RuntimeClient:
         """Forget the call and ask the runtime to cancel it; a late result is ignored."""
         self._pending.pop(call_id, None)
         writer = self._writer
-        if writer is not None and not writer.is_closing():
+        if writer is not None:
             writer.write(encode_frame({"type": "cancel", "id": call_id}))
 
     async def close(self) -> None:
@@ -153,7 +153,7 @@ class RuntimeClient:
                 models=list(hello.get("models") or []),
                 pid=hello.get("pid"),
             )
-            self._writer = writer
+            self._writer = CoalescingWriter(writer)
             self.connections += 1
             self._connected.set()
             log.info(

@@ -9,6 +9,7 @@ so a crash never leaves a branch counted without its event; the delivery is ackn
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -28,10 +29,12 @@ log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 DONE_TTL_SECONDS = 24 * 3600
 BRANCH_DIGITS = 6
 
-# KEYS: done marker, outcomes hash, open-branch counter, events stream
+# KEYS: done marker, outcomes hash, open-branch counter, events stream, the crew's stream
 # ARGV: marker ttl, branch field, tagged outcome ("s" + result JSON | "f" + error JSON),
-#       event head (a JSON object's opening and common fields, no closing brace), fanned out?
+#       event head (a JSON object's opening and common fields, no closing brace), fanned out?,
+#       the crew's group, the delivery's entry id (acknowledged here, with everything else)
 _END_BRANCH = """
+redis.call('XACK', KEYS[5], ARGV[6], ARGV[7])
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then return -1 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 local open = redis.call('DECR', KEYS[3])
@@ -76,55 +79,91 @@ def branch_field(branch: list[int]) -> str:
 
 
 class CrewMember:
-    """Processes deliveries of ``happy-end`` or ``error-end``."""
+    """Processes deliveries of ``happy-end`` or ``error-end``. The branches that arrive in the
+    same event-loop turn are ended in one pipelined round trip."""
 
     def __init__(self, name: str, redis: Redis, keys: RedisKeys) -> None:
         if name not in (HAPPY_END, ERROR_END):
             raise ValueError(f"{name!r} is not a crew actor")
         self.name = name
         self.keys = keys
+        self._redis = redis
         self._script = redis.register_script(_END_BRANCH)
+        self._waiting: list[tuple[Delivery, Envelope, asyncio.Future[int]]] = []
+        self._flushing = False
         self.terminal_events = 0
 
-    async def end_branch(self, envelope: Envelope) -> int:
-        """Record this branch's outcome; returns the script's answer (open branches left,
-        :data:`TERMINAL_WRITTEN` or :data:`ALREADY_RECORDED`)."""
+    async def handle(self, delivery: Delivery, envelope: Envelope) -> Outcome:
+        """End the envelope's branch; the script acknowledges the delivery itself."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.append((delivery, envelope, future))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.create_task(self._flush())
+        await future
+        return Outcome()
+
+    async def _flush(self) -> None:
+        try:
+            while self._waiting:
+                await asyncio.sleep(0)  # let the branches of this loop turn join the batch
+                batch, self._waiting = self._waiting, []
+                try:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for delivery, envelope, _ in batch:
+                            await self._script(
+                                keys=self._keys_for(delivery, envelope),
+                                args=self._args_for(delivery, envelope),
+                                client=pipe,
+                            )
+                        answers = await pipe.execute(raise_on_error=False)
+                except Exception as e:
+                    answers = [e] * len(batch)
+                for (_delivery, envelope, future), answer in zip(batch, answers, strict=True):
+                    if isinstance(answer, Exception):
+                        future.set_exception(answer)
+                        continue
+                    future.set_result(self._note(envelope, int(answer)))
+        finally:
+            self._flushing = False
+
+    def _keys_for(self, delivery: Delivery, envelope: Envelope) -> list[str]:
         job_id = envelope.job_key
-        failed = self.name == ERROR_END
-        if failed:
+        terminal = "failed" if self.name == ERROR_END else "succeeded"
+        return [
+            self.keys.branch_done(envelope.id, terminal),
+            self.keys.job_outcomes(job_id),
+            self.keys.job_branches(job_id),
+            self.keys.events,
+            self.keys.actor_stream(delivery.queue),
+        ]
+
+    def _args_for(self, delivery: Delivery, envelope: Envelope) -> list[Any]:
+        if self.name == ERROR_END:
             outcome = b"f" + orjson.dumps(envelope.error or {"code": "processing_error"})
         else:
             outcome = b"s" + orjson.dumps(envelope.payload)
         head: dict[str, Any] = {
-            "job_id": job_id,
+            "job_id": envelope.job_key,
             "envelope_id": envelope.id,
             "actor": self.name,
             "at": now_iso(),
         }
         if envelope.error and envelope.error.get("attempt"):
             head["attempt"] = envelope.error["attempt"]
-        answer = await self._script(
-            keys=[
-                self.keys.branch_done(envelope.id, "failed" if failed else "succeeded"),
-                self.keys.job_outcomes(job_id),
-                self.keys.job_branches(job_id),
-                self.keys.events,
-            ],
-            args=[
-                DONE_TTL_SECONDS,
-                branch_field(envelope.branch),
-                outcome,
-                orjson.dumps(head)[:-1],
-                "1" if envelope.branch else "0",
-            ],
-        )
-        answer = int(answer)
+        return [
+            DONE_TTL_SECONDS,
+            branch_field(envelope.branch),
+            outcome,
+            orjson.dumps(head)[:-1],
+            "1" if envelope.branch else "0",
+            delivery.queue,
+            delivery.message_id,
+        ]
+
+    def _note(self, envelope: Envelope, answer: int) -> int:
         if answer == TERMINAL_WRITTEN:
             self.terminal_events += 1
         elif answer == ALREADY_RECORDED:
-            log.info("branch {} of job {} was already recorded; skipped", envelope.id, job_id)
+            log.info("branch {} of job {} was already recorded", envelope.id, envelope.job_key)
         return answer
-
-    async def handle(self, delivery: Delivery, envelope: Envelope) -> Outcome:
-        await self.end_branch(envelope)
-        return Outcome(acks=[delivery])

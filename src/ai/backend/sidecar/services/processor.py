@@ -119,7 +119,8 @@ class ActorProcessor:
             self.events.emit(event)
 
         try:
-            result = await asyncio.wait_for(self.runtime.call(call_id, frame, on_frame), timeout)
+            async with asyncio.timeout(timeout):
+                result = await self.runtime.call(call_id, frame, on_frame)
         except TimeoutError:
             self.runtime.cancel(call_id)
             return CallFailure(
