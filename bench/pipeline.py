@@ -61,7 +61,11 @@ class Processes:
             args = ["-m", "cProfile", "-o", f"{profile_dir}/{name}.prof", *args]
         self.children.append(
             subprocess.Popen(
-                [sys.executable, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+                [sys.executable, *args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
             )
         )
 
@@ -75,7 +79,9 @@ class Processes:
                 child.kill()
 
 
-async def wait_for_consumers(redis: Redis, prefix: str, queues: list[str], timeout: float = 60) -> None:
+async def wait_for_consumers(
+    redis: Redis, prefix: str, queues: list[str], timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     for queue in queues:
         while True:
@@ -194,9 +200,20 @@ def start_platform(concurrency: int) -> Callable[[Processes, str], list[str]]:
             socket_path = sockets / f"{actor}.sock"
             processes.start(
                 f"runtime-{actor}",
-                ["-m", "ai.backend.cli", "runtime", "run", "--handler", "examples.pipeline:noop",
-                 "--socket", str(socket_path), "--concurrency", str(concurrency),
-                 "--log-level", "WARNING"],
+                [
+                    "-m",
+                    "ai.backend.cli",
+                    "runtime",
+                    "run",
+                    "--handler",
+                    "examples.pipeline:noop",
+                    "--socket",
+                    str(socket_path),
+                    "--concurrency",
+                    str(concurrency),
+                    "--log-level",
+                    "WARNING",
+                ],
             )
             config = sockets / f"{actor}.toml"
             config.write_text(
@@ -205,8 +222,18 @@ def start_platform(concurrency: int) -> Callable[[Processes, str], list[str]]:
             )
             processes.start(
                 f"sidecar-{actor}",
-                ["-m", "ai.backend.cli", "sidecar", "run", "--actor", actor, "--socket",
-                 str(socket_path), "--config", str(config)],
+                [
+                    "-m",
+                    "ai.backend.cli",
+                    "sidecar",
+                    "run",
+                    "--actor",
+                    actor,
+                    "--socket",
+                    str(socket_path),
+                    "--config",
+                    str(config),
+                ],
             )
         processes.start(
             "happy-end", ["-m", "ai.backend.cli", "sidecar", "run", "--actor", "happy-end"]
@@ -223,7 +250,9 @@ def start_floor(processes: Processes, prefix: str) -> list[str]:
             f"relay-{inbox}",
             ["bench/relay.py", "--prefix", prefix, "--inbox", inbox, "--outbox", outbox],
         )
-    processes.start("relay-end", ["bench/relay.py", "--prefix", prefix, "--inbox", "bench-end", "--events"])
+    processes.start(
+        "relay-end", ["bench/relay.py", "--prefix", prefix, "--inbox", "bench-end", "--events"]
+    )
     return hops
 
 

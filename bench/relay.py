@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -30,7 +31,9 @@ async def relay(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     while not stop.is_set():
-        response = await redis.xreadgroup(args.inbox, "relay", {inbox: ">"}, count=256, block=500)
+        response: Any = await redis.xreadgroup(
+            args.inbox, "relay", {inbox: ">"}, count=256, block=500
+        )
         for _stream, entries in response or ():
             async with redis.pipeline(transaction=True) as pipe:
                 for entry_id, fields in entries:
@@ -40,7 +43,9 @@ async def relay(args: argparse.Namespace) -> None:
                         pipe.xadd(f"{args.prefix}events", {b"ev": orjson.dumps(event)})
                     else:
                         envelope["route"]["current"] += 1
-                        pipe.xadd(f"{args.prefix}actor:{args.outbox}", {b"e": orjson.dumps(envelope)})
+                        pipe.xadd(
+                            f"{args.prefix}actor:{args.outbox}", {b"e": orjson.dumps(envelope)}
+                        )
                     pipe.xack(inbox, args.inbox, entry_id)
                 await pipe.execute()
     await redis.aclose()
