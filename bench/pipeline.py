@@ -53,12 +53,14 @@ class Processes:
         self.env = env
         self.log_dir = log_dir
         self.children: list[subprocess.Popen[bytes]] = []
+        self.names: list[str] = []
 
     def start(self, name: str, args: list[str]) -> None:
         log = open(self.log_dir / f"{name}.log", "wb")
         profile_dir = os.environ.get("BENCH_PROFILE")  # where the time goes: cProfile per process
         if profile_dir and args[0] == "-m":
             args = ["-m", "cProfile", "-o", f"{profile_dir}/{name}.prof", *args]
+        self.names.append(name)
         self.children.append(
             subprocess.Popen(
                 [sys.executable, *args],
@@ -68,6 +70,18 @@ class Processes:
                 cwd=ROOT,
             )
         )
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each child used so far, from /proc."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        usage = {}
+        for name, child in zip(self.names, self.children, strict=True):
+            try:
+                fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            usage[name] = round((int(fields[11]) + int(fields[12])) / ticks, 2)
+        return usage
 
     def stop(self) -> None:
         for child in self.children:
@@ -182,6 +196,7 @@ async def run_system(
         )
         result = summary(lat_elapsed, args.latency_envelopes, latencies)
         result["envelopes_per_s"] = throughput
+        result["cpu_seconds"] = processes.cpu_seconds()
         return result
     finally:
         processes.stop()

@@ -3,7 +3,8 @@
 Keeps up to ``concurrency`` envelopes in flight; commits their outcomes in batches (one MULTI
 for everything that finished together); periodically reclaims entries that dead replicas left
 pending, refreshes the idle time of its own in-flight entries so that nobody reclaims them from
-a live replica, and moves due retries back to their streams.
+a live replica, moves due retries back to their streams, and trims its stream below the oldest
+entry still pending or undelivered.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ EnvelopeHandler = Callable[[Delivery, Envelope], Awaitable[Outcome]]
 
 CONSUME_BLOCK = 0.5
 PROMOTE_INTERVAL = 0.1
+TRIM_INTERVAL = 60.0  # the stream keeps only what is pending or undelivered (XTRIM MINID)
 
 
 @dataclass(frozen=True)
@@ -158,9 +160,13 @@ class ConsumerLoop:
         s = self.settings
         claim_every = max(s.claim_idle / 3, PROMOTE_INTERVAL)
         next_claim = time.monotonic() + claim_every
+        next_trim = time.monotonic() + TRIM_INTERVAL
         while not stop.is_set():
             try:
                 await self.transport.promote_due()
+                if time.monotonic() >= next_trim:
+                    next_trim = time.monotonic() + TRIM_INTERVAL
+                    await self.transport.trim(s.queue)
                 if time.monotonic() >= next_claim:
                     next_claim = time.monotonic() + claim_every
                     await self.transport.touch(s.queue, s.consumer, list(self._in_flight))
