@@ -47,7 +47,7 @@ async def run_sidecar(config: SidecarConfig, options: SidecarOptions, stop: asyn
     metrics = SidecarMetrics(options.actor)
     if config.sidecar.metrics_port is not None:
         metrics.serve(config.sidecar.metrics_port)
-    events = EventPublisher(redis, transport.keys.events)
+    events = EventPublisher(transport)
     events.start()
     cancelled = CancelledJobs(redis, transport.keys.cancel)
     await cancelled.start()

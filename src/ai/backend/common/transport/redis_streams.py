@@ -20,23 +20,10 @@ from redis.exceptions import ResponseError
 
 from .base import DeadLetterEntry, Delivery, MessageTransport, Outcome, QueueDepth
 from .redis_keys import DEFAULT_PREFIX, RedisKeys
+from .redis_scripts import APPEND_MANY, COMMIT, PROMOTE_DUE
 
 MESSAGE_FIELD = b"e"
 _SEPARATOR = b"\n"
-
-# KEYS[1] = retry zset; ARGV = now, limit, stream prefix, message field
-_PROMOTE_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, member in ipairs(due) do
-  local sep = string.find(member, '\\n', 1, true)
-  if sep then
-    redis.call('XADD', ARGV[3] .. string.sub(member, 1, sep - 1), '*', ARGV[4],
-               string.sub(member, sep + 1))
-  end
-  redis.call('ZREM', KEYS[1], member)
-end
-return #due
-"""
 
 
 def _text(value: bytes | str) -> str:
@@ -57,7 +44,9 @@ class RedisStreamsTransport(MessageTransport):
     def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
         self._redis = redis
         self.keys = RedisKeys(prefix)
-        self._promote_due = redis.register_script(_PROMOTE_DUE)
+        self._promote_due = redis.register_script(PROMOTE_DUE)
+        self._commit = redis.register_script(COMMIT)
+        self._append_many = redis.register_script(APPEND_MANY)
         self._known_groups: set[str] = set()
 
     @classmethod
@@ -155,32 +144,41 @@ class RedisStreamsTransport(MessageTransport):
     async def commit(self, outcome: Outcome) -> None:
         if outcome.is_empty():
             return
-        now = time.time()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for queue, body in outcome.publish:
-                pipe.xadd(self.keys.actor_stream(queue), {MESSAGE_FIELD: body})
-            if outcome.delayed:
-                pipe.zadd(
-                    self.keys.retry,
-                    {m.queue.encode() + _SEPARATOR + m.body: m.due_at for m in outcome.delayed},
-                )
-            for letter in outcome.dead_letters:
-                pipe.xadd(
-                    self.keys.dead_letters(letter.queue),
-                    {
-                        MESSAGE_FIELD: letter.body,
-                        b"err": json.dumps(dict(letter.error), default=str).encode(),
-                        b"at": repr(now).encode(),
-                    },
-                )
-            for job_id, delta in outcome.branch_deltas:
-                pipe.incrby(self.keys.job_branches(job_id), delta)
-            acks: dict[str, list[str]] = {}
-            for delivery in outcome.acks:
-                acks.setdefault(delivery.queue, []).append(delivery.message_id)
-            for queue, ids in acks.items():
-                pipe.xack(self.keys.actor_stream(queue), queue, *ids)
-            await pipe.execute()
+        keys: list[str] = [self.keys.retry]
+        index: dict[str, int] = {}
+
+        def key(name: str) -> int:
+            if name not in index:
+                keys.append(name)
+                index[name] = len(keys)  # Lua indexes from 1
+            return index[name]
+
+        args: list[bytes | str | int] = [MESSAGE_FIELD, repr(time.time())]
+        args.append(len(outcome.publish))
+        for queue, body in outcome.publish:
+            args += [key(self.keys.actor_stream(queue)), body]
+        args.append(len(outcome.delayed))
+        for m in outcome.delayed:
+            args += [repr(m.due_at), m.queue.encode() + _SEPARATOR + m.body]
+        args.append(len(outcome.dead_letters))
+        for letter in outcome.dead_letters:
+            error = json.dumps(dict(letter.error), default=str).encode()
+            args += [key(self.keys.dead_letters(letter.queue)), letter.body, error]
+        args.append(len(outcome.branch_deltas))
+        for job_id, delta in outcome.branch_deltas:
+            args += [key(self.keys.job_branches(job_id)), delta]
+        acks: dict[str, list[str]] = {}
+        for delivery in outcome.acks:
+            acks.setdefault(delivery.queue, []).append(delivery.message_id)
+        args.append(len(acks))
+        for queue, ids in acks.items():
+            args += [key(self.keys.actor_stream(queue)), queue, len(ids), *ids]
+        await self._commit(keys=keys, args=args)
+
+    async def append_many(self, stream: str, field: bytes, bodies: Sequence[bytes]) -> None:
+        """Append one entry per body to ``stream`` in one atomic call (job events)."""
+        if bodies:
+            await self._append_many(keys=[stream], args=[field, *bodies])
 
     async def promote_due(self, *, now: float | None = None, limit: int = 256) -> int:
         moved = await self._promote_due(

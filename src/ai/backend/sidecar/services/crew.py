@@ -29,45 +29,50 @@ log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 DONE_TTL_SECONDS = 24 * 3600
 BRANCH_DIGITS = 6
 
-# KEYS: done marker, outcomes hash, open-branch counter, events stream, the crew's stream
-# ARGV: marker ttl, branch field, tagged outcome ("s" + result JSON | "f" + error JSON),
-#       event head (a JSON object's opening and common fields, no closing brace), fanned out?,
-#       the crew's group, the delivery's entry id (acknowledged here, with everything else)
-_END_BRANCH = """
-redis.call('XACK', KEYS[5], ARGV[6], ARGV[7])
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then return -1 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-local open = redis.call('DECR', KEYS[3])
-if open >= 0 then return open end
-local flat = redis.call('HGETALL', KEYS[2])
-local entries = {}
-for i = 1, #flat, 2 do entries[#entries + 1] = {flat[i], flat[i + 1]} end
-table.sort(entries, function(a, b) return a[1] < b[1] end)
-local first_error, results = nil, {}
-for _, entry in ipairs(entries) do
-  local tag, body = string.sub(entry[2], 1, 1), string.sub(entry[2], 2)
-  if tag == 'f' then
-    if first_error == nil then first_error = body end
-  else
-    results[#results + 1] = body
+# Ends the branches of a batch of deliveries, each in turn:
+# KEYS, five per delivery: done marker, outcomes hash, open-branch counter, events stream, the
+#   crew's stream;
+# ARGV[1] = marker ttl, then six per delivery: branch field, tagged outcome ("s" + result JSON
+#   | "f" + error JSON), event head (a JSON object's opening and common fields, no closing
+#   brace), fanned out ("1"/"0"), the crew's group, the delivery's entry id (acknowledged here).
+# Returns, per delivery: open branches left, -2 (terminal event written) or -1 (already done).
+_END_BRANCHES = """
+local ttl = tonumber(ARGV[1])
+local function end_branch(k, a)
+  redis.call('XACK', KEYS[k + 5], ARGV[a + 5], ARGV[a + 6])
+  if not redis.call('SET', KEYS[k + 1], '1', 'NX', 'EX', ttl) then return -1 end
+  redis.call('HSET', KEYS[k + 2], ARGV[a + 1], ARGV[a + 2])
+  local open = redis.call('DECR', KEYS[k + 3])
+  if open >= 0 then return open end
+  local flat = redis.call('HGETALL', KEYS[k + 2])
+  local entries = {}
+  for i = 1, #flat, 2 do entries[#entries + 1] = {flat[i], flat[i + 1]} end
+  table.sort(entries, function(x, y) return x[1] < y[1] end)
+  local first_error, results = nil, {}
+  for _, entry in ipairs(entries) do
+    local tag, body = string.sub(entry[2], 1, 1), string.sub(entry[2], 2)
+    if tag == 'f' then
+      if first_error == nil then first_error = body end
+    else
+      results[#results + 1] = body
+    end
   end
-end
-local tail = ',"data":{"branches":' .. #entries .. '}}'
-local event
-if first_error then
-  event = ARGV[4] .. ',"kind":"failed","error":' .. first_error .. tail
-else
-  local result
-  if ARGV[5] == '1' then
-    result = '{"results":[' .. table.concat(results, ',') .. ']}'
+  local tail = ',"data":{"branches":' .. #entries .. '}}'
+  local event
+  if first_error then
+    event = ARGV[a + 3] .. ',"kind":"failed","error":' .. first_error .. tail
   else
-    result = results[1]
+    local result = results[1]
+    if ARGV[a + 4] == '1' then result = '{"results":[' .. table.concat(results, ',') .. ']}' end
+    event = ARGV[a + 3] .. ',"kind":"succeeded","result":' .. result .. tail
   end
-  event = ARGV[4] .. ',"kind":"succeeded","result":' .. result .. tail
+  redis.call('XADD', KEYS[k + 4], '*', 'ev', event)
+  redis.call('DEL', KEYS[k + 2], KEYS[k + 3])
+  return -2
 end
-redis.call('XADD', KEYS[4], '*', 'ev', event)
-redis.call('DEL', KEYS[2], KEYS[3])
-return -2
+local answers = {}
+for i = 0, #KEYS / 5 - 1 do answers[i + 1] = end_branch(i * 5, 1 + i * 6) end
+return answers
 """
 
 TERMINAL_WRITTEN = -2
@@ -87,8 +92,7 @@ class CrewMember:
             raise ValueError(f"{name!r} is not a crew actor")
         self.name = name
         self.keys = keys
-        self._redis = redis
-        self._script = redis.register_script(_END_BRANCH)
+        self._script = redis.register_script(_END_BRANCHES)
         self._waiting: list[tuple[Delivery, Envelope, asyncio.Future[int]]] = []
         self._flushing = False
         self.terminal_events = 0
@@ -108,15 +112,13 @@ class CrewMember:
             while self._waiting:
                 await asyncio.sleep(0)  # let the branches of this loop turn join the batch
                 batch, self._waiting = self._waiting, []
+                keys: list[str] = []
+                args: list[Any] = [DONE_TTL_SECONDS]
+                for delivery, envelope, _ in batch:
+                    keys += self._keys_for(delivery, envelope)
+                    args += self._args_for(delivery, envelope)
                 try:
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        for delivery, envelope, _ in batch:
-                            await self._script(
-                                keys=self._keys_for(delivery, envelope),
-                                args=self._args_for(delivery, envelope),
-                                client=pipe,
-                            )
-                        answers = await pipe.execute(raise_on_error=False)
+                    answers: list[Any] = list(await self._script(keys=keys, args=args))
                 except Exception as e:
                     answers = [e] * len(batch)
                 for (_delivery, envelope, future), answer in zip(batch, answers, strict=True):
@@ -152,7 +154,6 @@ class CrewMember:
         if envelope.error and envelope.error.get("attempt"):
             head["attempt"] = envelope.error["attempt"]
         return [
-            DONE_TTL_SECONDS,
             branch_field(envelope.branch),
             outcome,
             orjson.dumps(head)[:-1],

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ai.backend.common.dto.envelope import Envelope
 from ai.backend.common.log import BraceStyleAdapter
+from ai.backend.common.transport.redis_streams import RedisStreamsTransport
 
 log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 
@@ -40,9 +40,9 @@ def event_fields(envelope: Envelope, kind: str, actor: str) -> dict[str, Any]:
 
 
 class EventPublisher:
-    def __init__(self, redis: Redis, stream: str) -> None:
-        self._redis = redis
-        self._stream = stream
+    def __init__(self, transport: RedisStreamsTransport) -> None:
+        self._transport = transport
+        self._stream = transport.keys.events
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.published = 0
@@ -71,10 +71,7 @@ class EventPublisher:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for data in batch:
-                        pipe.xadd(self._stream, {EVENT_FIELD: data})
-                    await pipe.execute()
+                await self._transport.append_many(self._stream, EVENT_FIELD, batch)
                 self.published += len(batch)
             except RedisError as e:
                 # progress events are advisory: losing some beats stalling the data plane
