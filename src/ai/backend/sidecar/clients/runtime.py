@@ -37,6 +37,11 @@ RECONNECT_MIN = 0.05
 RECONNECT_MAX = 2.0
 
 
+def _expire(future: asyncio.Future[dict[str, Any]]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 class RuntimeUnavailable(Exception):
     """The connection to the runtime was lost (or never made) while the call was in flight."""
 
@@ -81,22 +86,43 @@ class RuntimeClient:
         return self.hello
 
     async def call(
-        self, call_id: str, frame: dict[str, Any], on_frame: FrameListener | None = None
+        self,
+        call_id: str,
+        frame: dict[str, Any],
+        on_frame: FrameListener | None = None,
+        *,
+        timeout: float,
     ) -> dict[str, Any]:
         """Send a call and wait for its ``result`` frame; ``partial`` and ``progress`` frames go
-        to ``on_frame``. Raises :class:`FrameTooLarge` if the call cannot be sent, and
-        :class:`RuntimeUnavailable` if the connection drops first."""
+        to ``on_frame``. Raises :class:`FrameTooLarge` if the call cannot be sent,
+        :class:`RuntimeUnavailable` if the connection drops first, and :class:`TimeoutError`
+        (after asking the runtime to cancel the call) when ``timeout`` seconds pass, waiting for
+        the connection included."""
         data = encode_frame(frame, max_frame=self.max_frame)
-        await self._connected.wait()
-        writer = self._writer
-        assert writer is not None
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[call_id] = _PendingCall(future, on_frame)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        # one timer for the whole call: cheaper than a timeout context per call
+        timer = loop.call_later(timeout, _expire, future)
         try:
+            if not self._connected.is_set():
+                waiter: asyncio.Future[Any] = asyncio.ensure_future(self._connected.wait())
+                either: set[asyncio.Future[Any]] = {waiter, future}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if future.done():
+                    waiter.cancel()
+                    return future.result()  # raises TimeoutError
+            writer = self._writer
+            assert writer is not None
+            self._pending[call_id] = _PendingCall(future, on_frame)
             writer.write(data)
             await writer.drain_if_backed_up()
-            return await future
+            try:
+                return await future
+            except TimeoutError:
+                self.cancel(call_id)
+                raise
         finally:
+            timer.cancel()
             self._pending.pop(call_id, None)
 
     def cancel(self, call_id: str) -> None:

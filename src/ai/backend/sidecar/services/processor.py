@@ -4,7 +4,6 @@ the acknowledgement."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -119,10 +118,8 @@ class ActorProcessor:
             self.events.emit(event)
 
         try:
-            async with asyncio.timeout(timeout):
-                result = await self.runtime.call(call_id, frame, on_frame)
+            result = await self.runtime.call(call_id, frame, on_frame, timeout=timeout)
         except TimeoutError:
-            self.runtime.cancel(call_id)
             return CallFailure(
                 ErrorCode.TIMEOUT,
                 f"the call did not finish within {timeout:g} s",
