@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ai.backend.common.aio import new_runner
 from ai.backend.common.framing import (
     DEFAULT_MAX_FRAME,
     CoalescingWriter,
@@ -305,11 +306,5 @@ async def run_server(server: RuntimeServer) -> None:
 
 def run(server: RuntimeServer) -> None:
     """Run the server on uvloop when installed, else on asyncio's default loop."""
-    try:
-        import uvloop
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
+    with new_runner() as runner:
         runner.run(run_server(server))

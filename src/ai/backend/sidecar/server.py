@@ -12,6 +12,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
+from ai.backend.common.aio import new_runner
 from ai.backend.common.dto.actor_spec import ActorSpec
 from ai.backend.common.dto.base import RESERVED_ACTOR_NAMES
 from ai.backend.common.log import BraceStyleAdapter
@@ -116,11 +117,5 @@ async def serve_until_signalled(config: SidecarConfig, options: SidecarOptions) 
 
 
 def run(config: SidecarConfig, options: SidecarOptions) -> None:
-    try:
-        import uvloop
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
+    with new_runner() as runner:
         runner.run(serve_until_signalled(config, options))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ai.backend.common.aio import cancel_and_wait
 from ai.backend.common.framing import (
     DEFAULT_MAX_FRAME,
     CoalescingWriter,
@@ -134,12 +135,7 @@ class RuntimeClient:
 
     async def close(self) -> None:
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         self._fail_pending("the sidecar is shutting down")
 
     async def _maintain(self) -> None:

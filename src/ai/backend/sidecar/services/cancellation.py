@@ -10,6 +10,7 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ai.backend.common.aio import cancel_and_wait
 from ai.backend.common.log import BraceStyleAdapter
 
 log = BraceStyleAdapter(logging.getLogger(__spec__.name))
@@ -31,12 +32,7 @@ class CancelledJobs:
         await self._subscribed.wait()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
     async def _follow(self) -> None:
         while True:

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisError
 
+from ai.backend.common.aio import cancel_and_wait
 from ai.backend.common.dto.envelope import Envelope
 from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.redis_streams import RedisStreamsTransport
@@ -59,11 +60,7 @@ class EventPublisher:
         if self._task is None:
             return
         await self._queue.join()
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:
