@@ -85,10 +85,15 @@ class RuntimeServer:
         """Listen until ``stop`` is set; then close connections and remove the socket."""
         path = self.socket_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists() or path.is_symlink():
-            path.unlink()  # a stale socket of an earlier run
-        server = await asyncio.start_unix_server(self._on_connection, path=str(path), limit=2**20)
-        os.chmod(path, SOCKET_MODE)
+        # Listen on a temporary name, then rename: the socket appears at its path only when it
+        # accepts connections and has its mode, and a stale socket is replaced in one step.
+        staging = path.with_name(f".{path.name}.{os.getpid()}")
+        staging.unlink(missing_ok=True)
+        server = await asyncio.start_unix_server(
+            self._on_connection, path=str(staging), limit=2**20
+        )
+        os.chmod(staging, SOCKET_MODE)
+        os.replace(staging, path)
         log.info("serving %s (%s) on %s", self.handler.ref, self.handler.description, path)
         try:
             async with server:
