@@ -174,6 +174,15 @@ async def test_trim_drops_only_finished_messages(transport: RedisStreamsTranspor
     assert [d.message_id for d in rest] == ids[2:]
 
 
+async def test_branch_counters_change_with_the_commit_and_expire(
+    transport: RedisStreamsTransport, redis_client: Redis
+) -> None:
+    await transport.commit(Outcome(branch_deltas=[("job-1", 2), ("job-1", 3)]))
+    key = transport.keys.job_branches("job-1")
+    assert await redis_client.get(key) == b"5"
+    assert 86000 < await redis_client.ttl(key) <= 86400
+
+
 async def test_dead_letter_error_is_json(
     transport: RedisStreamsTransport, redis_client: Redis
 ) -> None:

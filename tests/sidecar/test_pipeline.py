@@ -80,6 +80,11 @@ async def test_fan_out_completes_once_after_all_children(plane: DataPlane) -> No
     assert len(await plane.terminal_events("fan")) == 1
     running = [e for e in await plane.events("fan") if e["actor"] == "doubler"]
     assert len({e["envelope_id"] for e in running}) == 3
+    # the job's branch state is gone once it ended
+    assert (
+        await plane.redis.exists(plane.keys.job_branches("fan"), plane.keys.job_outcomes("fan"))
+        == 0
+    )
 
 
 async def test_empty_result_ends_the_route_with_the_payload_unchanged(plane: DataPlane) -> None:

@@ -43,6 +43,7 @@ end
 for _ = 1, tonumber(take()) do
   local k = tonumber(take())
   redis.call('INCRBY', KEYS[k], take())
+  redis.call('EXPIRE', KEYS[k], 86400)  -- a job's branch state outlives its activity by a day
 end
 for _ = 1, tonumber(take()) do
   local k, group, n = tonumber(take()), take(), tonumber(take())

@@ -146,7 +146,8 @@ class RuntimeClient:
                     str(self.socket_path), limit=2**20
                 )
             except (FileNotFoundError, ConnectionRefusedError, OSError) as e:
-                log.debug("runtime at {} not reachable: {}", self.socket_path, e)
+                if delay == RECONNECT_MIN:
+                    log.info("waiting for the runtime at {} ({})", self.socket_path, e)
                 await asyncio.sleep(delay)  # reconnect backoff, not synchronisation
                 delay = min(delay * 2, RECONNECT_MAX)
                 continue

@@ -26,6 +26,7 @@ from .events import now_iso
 
 log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 
+# how long a job's branch state and done markers outlive its last activity
 DONE_TTL_SECONDS = 24 * 3600
 BRANCH_DIGITS = 6
 
@@ -42,8 +43,12 @@ local function end_branch(k, a)
   redis.call('XACK', KEYS[k + 5], ARGV[a + 5], ARGV[a + 6])
   if not redis.call('SET', KEYS[k + 1], '1', 'NX', 'EX', ttl) then return -1 end
   redis.call('HSET', KEYS[k + 2], ARGV[a + 1], ARGV[a + 2])
+  redis.call('EXPIRE', KEYS[k + 2], ttl)
   local open = redis.call('DECR', KEYS[k + 3])
-  if open >= 0 then return open end
+  if open >= 0 then
+    redis.call('EXPIRE', KEYS[k + 3], ttl)
+    return open
+  end
   local flat = redis.call('HGETALL', KEYS[k + 2])
   local entries = {}
   for i = 1, #flat, 2 do entries[#entries + 1] = {flat[i], flat[i + 1]} end

@@ -21,6 +21,7 @@ log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 
 EVENT_FIELD = b"ev"
 MAX_BATCH = 512
+MAX_QUEUED = 100_000  # while Redis is unreachable; beyond it new events are dropped (counted)
 
 
 def now_iso() -> str:
@@ -47,11 +48,17 @@ class EventPublisher:
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.published = 0
+        self.dropped = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-publisher")
 
     def emit(self, event: dict[str, Any]) -> None:
+        if self._queue.qsize() >= MAX_QUEUED:
+            self.dropped += 1
+            if self.dropped % 10_000 == 1:
+                log.warning("job events are not getting out; {} dropped so far", self.dropped)
+            return
         event.setdefault("at", now_iso())
         self._queue.put_nowait(orjson.dumps(event))
 
