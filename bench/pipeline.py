@@ -208,7 +208,7 @@ async def run_system(
             shutil.rmtree(log_dir, ignore_errors=True)
 
 
-def start_platform(concurrency: int) -> Callable[[Processes, str], list[str]]:
+def start_platform(concurrency: int, handler: str) -> Callable[[Processes, str], list[str]]:
     def start(processes: Processes, prefix: str) -> list[str]:
         sockets = Path(tempfile.mkdtemp(prefix="bench-sockets-"))
         for actor in ACTORS:
@@ -221,7 +221,7 @@ def start_platform(concurrency: int) -> Callable[[Processes, str], list[str]]:
                     "runtime",
                     "run",
                     "--handler",
-                    "examples.pipeline:noop",
+                    handler,
                     "--socket",
                     str(socket_path),
                     "--concurrency",
@@ -232,7 +232,7 @@ def start_platform(concurrency: int) -> Callable[[Processes, str], list[str]]:
             )
             config = sockets / f"{actor}.toml"
             config.write_text(
-                f'[actor]\nname = "{actor}"\nhandler = "examples.pipeline:noop"\n'
+                f'[actor]\nname = "{actor}"\nhandler = "{handler}"\n'
                 f"concurrency = {concurrency}\n"
             )
             processes.start(
@@ -277,8 +277,11 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--latency-envelopes", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--handler", default="examples.pipeline:noop", help="the hops' handler (sync no-op)"
+    )
     args = parser.parse_args()
-    platform = await run_system("platform", start_platform(args.concurrency), args)
+    platform = await run_system("platform", start_platform(args.concurrency, args.handler), args)
     floor = await run_system("floor", start_floor, args)
     print(
         json.dumps(
@@ -289,6 +292,7 @@ async def main() -> None:
                     "batch": args.batch,
                     "latency_envelopes": args.latency_envelopes,
                     "concurrency": args.concurrency,
+                    "handler": args.handler,
                     "cpus": os.cpu_count(),
                 },
                 "platform": platform,

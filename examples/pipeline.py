@@ -42,3 +42,8 @@ def noop(payload: Any) -> Any:
 def record_headers(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """Appends the headers this hop saw to ``payload["seen"]``."""
     return {**payload, "seen": [*payload.get("seen", []), ctx.headers]}
+
+
+async def async_noop(payload: Any) -> Any:
+    """The benchmark's hop without the thread pool."""
+    return payload
