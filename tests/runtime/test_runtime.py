@@ -110,8 +110,11 @@ async def test_app_models(runtimes: RuntimeLauncher) -> None:
     )
 
 
-async def test_twenty_concurrent_calls_on_one_connection(runtimes: RuntimeLauncher) -> None:
-    rt = await runtimes.connect("examples.failures:async_slow", "--concurrency", "20")
+@pytest.mark.parametrize("handler", ["examples.failures:async_slow", "examples.failures:slow"])
+async def test_twenty_concurrent_calls_on_one_connection(
+    runtimes: RuntimeLauncher, handler: str
+) -> None:
+    rt = await runtimes.connect(handler, "--concurrency", "20")
     for i in range(20):
         # the later calls sleep less: results come back out of order
         await rt.send(

@@ -1,9 +1,9 @@
 """The runtime's Unix-socket server: one ``hello``, then many calls in flight per connection.
 
-Sync handlers (and generators) run in a thread pool sized by ``concurrency``; async handlers and
-async generators share the server's one event loop. Frames a worker thread produces (partials,
-progress) are handed to the loop with ``call_soon_threadsafe``, which keeps them in order and
-before the call's result.
+Sync handlers (and generators) run on ``concurrency`` handler threads (workers.py); async
+handlers and async generators share the server's one event loop. Frames a worker thread produces
+(partials, progress) are handed to the loop with ``call_soon_threadsafe`` before the call's
+result is, so they are written in order and before the result.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from ai.backend.common.framing import (
 from .context import Context
 from .errors import error_fields
 from .loader import HandlerKind, Invocable, LoadedHandler, classify
+from .workers import HandlerThreads
 
 PROTOCOL_VERSION = 1
 SOCKET_MODE = 0o660
@@ -54,7 +54,7 @@ class RuntimeServer:
         self.socket_path = socket_path
         self.concurrency = concurrency
         self.max_frame = max_frame
-        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="handler")
+        self.threads: HandlerThreads | None = None  # started with the loop, in serve()
         self._models: dict[tuple[str, str], Invocable] = {}
         self._connections: set[_Connection] = set()
 
@@ -83,6 +83,7 @@ class RuntimeServer:
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Listen until ``stop`` is set; then close connections and remove the socket."""
+        self.threads = HandlerThreads(self.concurrency, asyncio.get_running_loop())
         path = self.socket_path
         path.parent.mkdir(parents=True, exist_ok=True)
         # Listen on a temporary name, then rename: the socket appears at its path only when it
@@ -101,7 +102,7 @@ class RuntimeServer:
         finally:
             for connection in list(self._connections):
                 connection.abort()
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.threads.shutdown()
             try:
                 path.unlink()
             except FileNotFoundError:
@@ -268,13 +269,13 @@ class _Connection:
             case HandlerKind.ASYNC_GENERATOR:
                 result = await self._drain_async_generator(call_id, invocable.target(*args))
             case HandlerKind.GENERATOR:
-                result = await self.loop.run_in_executor(
-                    self.server.pool, self._drain_generator, call_id, invocable, args
+                assert self.server.threads is not None
+                result = await self.server.threads.submit(
+                    self._drain_generator, call_id, invocable, args
                 )
             case HandlerKind.FUNCTION:
-                result = await self.loop.run_in_executor(
-                    self.server.pool, lambda: invocable.target(*args)
-                )
+                assert self.server.threads is not None
+                result = await self.server.threads.submit(invocable.target, *args)
         if dataclasses.is_dataclass(result) and not isinstance(result, type):
             result = dataclasses.asdict(result)
         return result
