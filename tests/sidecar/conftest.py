@@ -17,7 +17,8 @@ from ai.backend.testutils.services import redis_url
 
 
 @pytest.fixture
-def processes(tmp_path: Path, key_prefix: str) -> Iterator[ProcessGroup]:
+def processes(tmp_path: Path, key_prefix: str, redis_client: Redis) -> Iterator[ProcessGroup]:
+    """The test's processes; stopped before ``redis_client`` deletes the test's keys."""
     group = ProcessGroup(
         tmp_path,
         env={
