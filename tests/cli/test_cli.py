@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -160,3 +161,51 @@ def test_schema_oneshot_reports_an_unreachable_database() -> None:
     assert result.stderr.startswith(
         "Error: cannot migrate postgresql+asyncpg://postgres@127.0.0.1:1/x: "
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "status", "message"),
+    [
+        (
+            ["--actor", "Bad_Name", "--socket", "/tmp/x.sock"],
+            None,
+            2,
+            "invalid actor name 'Bad_Name'",
+        ),
+        (["--actor", "doubler"], None, 2, "actor doubler needs --socket (the runtime's socket)"),
+        (
+            ["--actor", "doubler", "--socket", "/tmp/x.sock"],
+            '[actor]\nname = "other"\nhandler = "a:b"\n',
+            2,
+            "the config's [actor] is 'other', not 'doubler'",
+        ),
+        (
+            ["--actor", "doubler", "--socket", "/tmp/x.sock"],
+            '[actor]\nname = "doubler"\nhandler = "a:b"\nconcurrency = 0\n',
+            1,
+            "actor.concurrency (from ",
+        ),
+    ],
+)
+def test_sidecar_run_rejects_bad_arguments(
+    tmp_path: Path, args: list[str], config: str | None, status: int, message: str
+) -> None:
+    if config is not None:
+        path = tmp_path / "sidecar.toml"
+        path.write_text(config)
+        args = [*args, "--config", str(path)]
+    result = CliRunner().invoke(
+        main, ["sidecar", "run", *args], env=CLEAN_ENV, prog_name="backend.ai"
+    )
+    assert result.exit_code == status, result.output
+    assert message in result.output
+
+
+def test_runtime_run_rejects_a_bad_frame_size() -> None:
+    result = CliRunner().invoke(
+        main,
+        ["runtime", "run", "--handler", "a:b", "--socket", "/tmp/x.sock", "--max-frame", "12q"],
+        prog_name="backend.ai",
+    )
+    assert result.exit_code == 2
+    assert "Invalid value for --max-frame: invalid size '12q'" in result.output

@@ -23,7 +23,8 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
-def _check_actor_name(value: str) -> str:
+def check_actor_name(value: str) -> str:
+    """``value`` if it is a valid actor name (crew names included), else ``ValueError``."""
     if not _ACTOR_NAME.match(value):
         raise ValueError(
             f"invalid actor name {value!r}: use 1-63 lowercase letters, digits and '-',"
@@ -33,7 +34,7 @@ def _check_actor_name(value: str) -> str:
 
 
 def _check_user_actor_name(value: str) -> str:
-    _check_actor_name(value)
+    check_actor_name(value)
     if value in RESERVED_ACTOR_NAMES:
         raise ValueError(f"actor name {value!r} is reserved for the platform's crew actors")
     return value
@@ -45,7 +46,7 @@ def _check_handler_ref(value: str) -> str:
     return value
 
 
-ActorName = Annotated[str, AfterValidator(_check_actor_name)]
+ActorName = Annotated[str, AfterValidator(check_actor_name)]
 """Any actor name that may appear in a route, including the crew (``happy-end``, ``error-end``)."""
 
 UserActorName = Annotated[str, AfterValidator(_check_user_actor_name)]

@@ -42,13 +42,19 @@ def run(
 
     The actor's spec (timeout, retry, concurrency) comes from the config's [actor] table; without
     one, defaults apply and the concurrency is the runtime's."""
-    from ai.backend.common.dto.base import RESERVED_ACTOR_NAMES
+    from ai.backend.common.dto.base import RESERVED_ACTOR_NAMES, check_actor_name
     from ai.backend.common.log import setup_logging
 
     from ..server import SidecarOptions, run
 
+    try:
+        check_actor_name(actor)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--actor") from None
     loaded = load_or_exit(load_sidecar_config, config_path)
     config = loaded.config
+    if config.actor is not None and config.actor.name != actor:
+        raise click.UsageError(f"the config's [actor] is {config.actor.name!r}, not {actor!r}")
     if socket_path is None and config.sidecar.socket is not None:
         socket_path = config.sidecar.socket
     if actor not in RESERVED_ACTOR_NAMES and socket_path is None:
