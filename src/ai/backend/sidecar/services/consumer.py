@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ai.backend.common.aio import MicroBatcher
 from ai.backend.common.dto.envelope import Envelope
 from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.base import Delivery, MessageTransport, Outcome
@@ -47,37 +48,17 @@ class BatchCommitter:
 
     def __init__(self, transport: MessageTransport) -> None:
         self._transport = transport
-        self._waiting: list[tuple[Outcome, asyncio.Future[None]]] = []
-        self._flushing = False
+        self._batcher: MicroBatcher[Outcome, None] = MicroBatcher(self._commit_all)
 
     async def commit(self, outcome: Outcome) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((outcome, future))
-        if not self._flushing:
-            self._flushing = True
-            asyncio.create_task(self._flush())
-        await future
+        await self._batcher.submit(outcome)
 
-    async def _flush(self) -> None:
-        try:
-            while self._waiting:
-                await asyncio.sleep(0)  # let outcomes finishing in this loop turn join the batch
-                batch, self._waiting = self._waiting, []
-                merged = Outcome()
-                for outcome, _ in batch:
-                    merged.merge(outcome)
-                try:
-                    await self._transport.commit(merged)
-                except Exception as e:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(e)
-                else:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_result(None)
-        finally:
-            self._flushing = False
+    async def _commit_all(self, outcomes: list[Outcome]) -> list[None]:
+        merged = Outcome()
+        for outcome in outcomes:
+            merged.merge(outcome)
+        await self._transport.commit(merged)
+        return [None] * len(outcomes)
 
 
 class ConsumerLoop:

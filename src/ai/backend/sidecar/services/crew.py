@@ -9,13 +9,13 @@ so a crash never leaves a branch counted without its event; the delivery is ackn
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
+from ai.backend.common.aio import MicroBatcher
 from ai.backend.common.dto.base import ERROR_END, HAPPY_END
 from ai.backend.common.dto.envelope import Envelope
 from ai.backend.common.log import BraceStyleAdapter
@@ -90,7 +90,7 @@ def branch_field(branch: list[int]) -> str:
 
 class CrewMember:
     """Processes deliveries of ``happy-end`` or ``error-end``. The branches that arrive in the
-    same event-loop turn are ended in one pipelined round trip."""
+    same event-loop turn are ended in one script call."""
 
     def __init__(self, name: str, redis: Redis, keys: RedisKeys) -> None:
         if name not in (HAPPY_END, ERROR_END):
@@ -98,41 +98,26 @@ class CrewMember:
         self.name = name
         self.keys = keys
         self._script = redis.register_script(_END_BRANCHES)
-        self._waiting: list[tuple[Delivery, Envelope, asyncio.Future[int]]] = []
-        self._flushing = False
+        self._batcher: MicroBatcher[tuple[Delivery, Envelope], int] = MicroBatcher(
+            self._end_branches
+        )
         self.terminal_events = 0
 
     async def handle(self, delivery: Delivery, envelope: Envelope) -> Outcome:
         """End the envelope's branch; the script acknowledges the delivery itself."""
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting.append((delivery, envelope, future))
-        if not self._flushing:
-            self._flushing = True
-            asyncio.create_task(self._flush())
-        await future
+        await self._batcher.submit((delivery, envelope))
         return Outcome()
 
-    async def _flush(self) -> None:
-        try:
-            while self._waiting:
-                await asyncio.sleep(0)  # let the branches of this loop turn join the batch
-                batch, self._waiting = self._waiting, []
-                keys: list[str] = []
-                args: list[Any] = [DONE_TTL_SECONDS]
-                for delivery, envelope, _ in batch:
-                    keys += self._keys_for(delivery, envelope)
-                    args += self._args_for(delivery, envelope)
-                try:
-                    answers: list[Any] = list(await self._script(keys=keys, args=args))
-                except Exception as e:
-                    answers = [e] * len(batch)
-                for (_delivery, envelope, future), answer in zip(batch, answers, strict=True):
-                    if isinstance(answer, Exception):
-                        future.set_exception(answer)
-                        continue
-                    future.set_result(self._note(envelope, int(answer)))
-        finally:
-            self._flushing = False
+    async def _end_branches(self, batch: list[tuple[Delivery, Envelope]]) -> list[int]:
+        keys: list[str] = []
+        args: list[Any] = [DONE_TTL_SECONDS]
+        for delivery, envelope in batch:
+            keys += self._keys_for(delivery, envelope)
+            args += self._args_for(delivery, envelope)
+        answers = await self._script(keys=keys, args=args)
+        return [
+            self._note(envelope, int(a)) for (_, envelope), a in zip(batch, answers, strict=True)
+        ]
 
     def _keys_for(self, delivery: Delivery, envelope: Envelope) -> list[str]:
         job_id = envelope.job_key

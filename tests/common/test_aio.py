@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ai.backend.common.aio import MicroBatcher, cancel_and_wait
+
+
+async def test_items_of_one_loop_turn_form_one_batch() -> None:
+    batches: list[list[int]] = []
+
+    async def double_all(items: list[int]) -> list[int | Exception]:
+        batches.append(items)
+        return [ValueError(f"odd {i}") if i % 2 else i * 2 for i in items]
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(double_all)
+    results = await asyncio.gather(*(batcher.submit(i) for i in range(4)), return_exceptions=True)
+    assert batches == [[0, 1, 2, 3]]
+    assert [r if isinstance(r, int) else str(r) for r in results] == [0, "odd 1", 4, "odd 3"]
+    assert await batcher.submit(4) == 8  # a later turn: a new batch
+    assert batches == [[0, 1, 2, 3], [4]]
+
+
+async def test_a_failing_batch_fails_each_item() -> None:
+    async def broken(items: list[str]) -> list[str | Exception]:
+        raise ConnectionError("redis is gone")
+
+    batcher: MicroBatcher[str, str] = MicroBatcher(broken)
+    results = await asyncio.gather(batcher.submit("a"), batcher.submit("b"), return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["ConnectionError", "ConnectionError"]
+    with pytest.raises(ConnectionError, match="redis is gone"):
+        await batcher.submit("c")
+
+
+async def test_cancel_and_wait() -> None:
+    started = asyncio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(forever())
+    await started.wait()
+    await cancel_and_wait(task)
+    assert task.cancelled()
+    await cancel_and_wait(None)
