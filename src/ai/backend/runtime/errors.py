@@ -48,3 +48,15 @@ def error_fields(exc: BaseException) -> dict[str, Any]:
     else:
         fields.update(error="processing_error", severity="fatal")
     return fields
+
+
+def failed_result(call_id: Any, code: str, message: str) -> dict[str, Any]:
+    """A ``result`` frame for a call that failed outside its handler (not retried)."""
+    return {
+        "type": "result",
+        "id": call_id,
+        "status": "error",
+        "error": code,
+        "message": message,
+        "severity": "fatal",
+    }

@@ -31,7 +31,7 @@ from ai.backend.common.framing import (
 )
 
 from .context import Context
-from .errors import error_fields
+from .errors import error_fields, failed_result
 from .loader import HandlerKind, Invocable, LoadedHandler, classify
 from .workers import HandlerThreads
 
@@ -147,15 +147,7 @@ class _Connection:
         self.out.write(data)
 
     def _failure_frame(self, frame: dict[str, Any], code: str, message: str) -> bytes:
-        failure = {
-            "type": "result",
-            "id": frame.get("id"),
-            "status": "error",
-            "error": code,
-            "message": message,
-            "severity": "fatal",
-        }
-        return encode_frame(failure)
+        return encode_frame(failed_result(frame.get("id"), code, message))
 
     def send_threadsafe(self, frame: dict[str, Any]) -> None:
         self.loop.call_soon_threadsafe(self.send, frame)
@@ -244,16 +236,7 @@ class _Connection:
     def _call_done(self, call_id: str, task: asyncio.Task[None]) -> None:
         self.calls.pop(call_id, None)
         if task.cancelled():  # also when cancelled before it started to run
-            self.send(
-                {
-                    "type": "result",
-                    "id": call_id,
-                    "status": "error",
-                    "error": "timeout",
-                    "message": "the call was cancelled",
-                    "severity": "fatal",
-                }
-            )
+            self.send(failed_result(call_id, "timeout", "the call was cancelled"))
 
     async def _invoke(self, call_id: str, frame: dict[str, Any]) -> Any:
         invocable = self.server.invocable_for(frame)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = "bai:"
+# how long a job's branch state (counter, outcomes, done markers) outlives its last change
+JOB_STATE_TTL_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,13 +21,13 @@ return #due
 
 # Everything an Outcome writes, and its acknowledgements, in one atomic call.
 # KEYS[1] = retry zset; other keys are referred to by their index in KEYS.
-# ARGV = field, now, then sections, each a count followed by its items:
+# ARGV = field, now, job-state ttl, then sections, each a count followed by its items:
 #   publish (key, body)*, delayed (score, member)*, dead letters (key, body, error JSON)*,
 #   counters (key, delta)*, acks (key, group, n, id*n)*
 COMMIT = """
 local a = 1
 local function take() local v = ARGV[a]; a = a + 1; return v end
-local field, now = take(), take()
+local field, now, ttl = take(), take(), take()
 for _ = 1, tonumber(take()) do
   local k = tonumber(take())
   redis.call('XADD', KEYS[k], '*', field, take())
@@ -43,7 +43,7 @@ end
 for _ = 1, tonumber(take()) do
   local k = tonumber(take())
   redis.call('INCRBY', KEYS[k], take())
-  redis.call('EXPIRE', KEYS[k], 86400)  -- a job's branch state outlives its activity by a day
+  redis.call('EXPIRE', KEYS[k], ttl)
 end
 for _ = 1, tonumber(take()) do
   local k, group, n = tonumber(take()), take(), tonumber(take())

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from .base import DeadLetterEntry, Delivery, MessageTransport, Outcome, QueueDepth
-from .redis_keys import DEFAULT_PREFIX, RedisKeys
+from .redis_keys import DEFAULT_PREFIX, JOB_STATE_TTL_SECONDS, RedisKeys
 from .redis_scripts import APPEND_MANY, COMMIT, PROMOTE_DUE
 
 MESSAGE_FIELD = b"e"
@@ -153,7 +153,7 @@ class RedisStreamsTransport(MessageTransport):
                 index[name] = len(keys)  # Lua indexes from 1
             return index[name]
 
-        args: list[bytes | str | int] = [MESSAGE_FIELD, repr(time.time())]
+        args: list[bytes | str | int] = [MESSAGE_FIELD, repr(time.time()), JOB_STATE_TTL_SECONDS]
         args.append(len(outcome.publish))
         for queue, body in outcome.publish:
             args += [key(self.keys.actor_stream(queue)), body]

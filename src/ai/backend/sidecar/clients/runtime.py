@@ -67,16 +67,11 @@ class RuntimeClient:
         self.socket_path = socket_path
         self.max_frame = max_frame
         self.hello: RuntimeHello | None = None
-        self.connections = 0  # how many times a connection was made (1 + reconnects)
         self._writer: CoalescingWriter | None = None
         self._connected = asyncio.Event()
         self._pending: dict[str, _PendingCall] = {}
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._pending)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._maintain(), name="runtime-connection")
@@ -177,7 +172,6 @@ class RuntimeClient:
                 pid=hello.get("pid"),
             )
             self._writer = CoalescingWriter(writer)
-            self.connections += 1
             self._connected.set()
             log.info(
                 "connected to runtime {} (pid {}, {})",

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ai.backend.common.aio import MicroBatcher
+from ai.backend.common.aio import MicroBatcher, cancel_and_wait
 from ai.backend.common.dto.envelope import Envelope
 from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.base import Delivery, MessageTransport, Outcome
@@ -96,7 +96,7 @@ class ConsumerLoop:
                 for delivery in deliveries:
                     self._start(delivery)
         finally:
-            maintenance.cancel()
+            await cancel_and_wait(maintenance)
             await self._drain()
 
     def _start(self, delivery: Delivery) -> None:

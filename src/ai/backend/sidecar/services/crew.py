@@ -20,14 +20,12 @@ from ai.backend.common.dto.base import ERROR_END, HAPPY_END
 from ai.backend.common.dto.envelope import Envelope
 from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.base import Delivery, Outcome
-from ai.backend.common.transport.redis_keys import RedisKeys
+from ai.backend.common.transport.redis_keys import JOB_STATE_TTL_SECONDS, RedisKeys
 
 from .events import now_iso
 
 log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 
-# how long a job's branch state and done markers outlive its last activity
-DONE_TTL_SECONDS = 24 * 3600
 BRANCH_DIGITS = 6
 
 # Ends the branches of a batch of deliveries, each in turn:
@@ -80,7 +78,6 @@ for i = 0, #KEYS / 5 - 1 do answers[i + 1] = end_branch(i * 5, 1 + i * 6) end
 return answers
 """
 
-TERMINAL_WRITTEN = -2
 ALREADY_RECORDED = -1
 
 
@@ -101,7 +98,6 @@ class CrewMember:
         self._batcher: MicroBatcher[tuple[Delivery, Envelope], int] = MicroBatcher(
             self._end_branches
         )
-        self.terminal_events = 0
 
     async def handle(self, delivery: Delivery, envelope: Envelope) -> Outcome:
         """End the envelope's branch; the script acknowledges the delivery itself."""
@@ -110,14 +106,15 @@ class CrewMember:
 
     async def _end_branches(self, batch: list[tuple[Delivery, Envelope]]) -> list[int]:
         keys: list[str] = []
-        args: list[Any] = [DONE_TTL_SECONDS]
+        args: list[Any] = [JOB_STATE_TTL_SECONDS]
         for delivery, envelope in batch:
             keys += self._keys_for(delivery, envelope)
             args += self._args_for(delivery, envelope)
         answers = await self._script(keys=keys, args=args)
-        return [
-            self._note(envelope, int(a)) for (_, envelope), a in zip(batch, answers, strict=True)
-        ]
+        for (_, envelope), answer in zip(batch, answers, strict=True):
+            if int(answer) == ALREADY_RECORDED:
+                log.info("branch {} of job {} was already recorded", envelope.id, envelope.job_key)
+        return [int(answer) for answer in answers]
 
     def _keys_for(self, delivery: Delivery, envelope: Envelope) -> list[str]:
         job_id = envelope.job_key
@@ -151,10 +148,3 @@ class CrewMember:
             delivery.queue,
             delivery.message_id,
         ]
-
-    def _note(self, envelope: Envelope, answer: int) -> int:
-        if answer == TERMINAL_WRITTEN:
-            self.terminal_events += 1
-        elif answer == ALREADY_RECORDED:
-            log.info("branch {} of job {} was already recorded", envelope.id, envelope.job_key)
-        return answer

@@ -47,7 +47,6 @@ class EventPublisher:
         self._stream = transport.keys.events
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.published = 0
         self.dropped = 0
 
     def start(self) -> None:
@@ -76,7 +75,6 @@ class EventPublisher:
                 batch.append(self._queue.get_nowait())
             try:
                 await self._transport.append_many(self._stream, EVENT_FIELD, batch)
-                self.published += len(batch)
             except RedisError as e:
                 # progress events are advisory: losing some beats stalling the data plane
                 log.warning("could not publish {} job events: {}", len(batch), e)

@@ -54,14 +54,14 @@ class CallFailure:
         )
 
     def to_error(self, *, actor: str, attempt: int, reason: str | None = None) -> dict[str, Any]:
-        """The ``error`` of the envelope sent to ``error-end`` (a ``JobError``)."""
+        """The ``error`` of the envelope sent to ``error-end`` (a ``JobError``); the reason
+        defaults to the failure's own, else its code."""
         error: dict[str, Any] = {"code": self.code.value, "message": self.message}
         if self.exc_type:
             error["type"] = self.exc_type
         if self.traceback:
             error["traceback"] = self.traceback
-        if reason or self.reason:
-            error["reason"] = reason or self.reason
+        error["reason"] = reason or self.reason or self.code.value
         error["actor"] = actor
         error["attempt"] = attempt
         return error

@@ -171,11 +171,7 @@ class ActorProcessor:
         dead_letter: bool,
         reason: str | None = None,
     ) -> Outcome:
-        error = failure.to_error(
-            actor=self.spec.name,
-            attempt=envelope.attempt,
-            reason=reason or failure.reason or failure.code.value,
-        )
+        error = failure.to_error(actor=self.spec.name, attempt=envelope.attempt, reason=reason)
         failed = to_error_end(envelope, error)
         outcome = Outcome(
             publish=[(failed.route.current_actor, failed.to_json_bytes())], acks=[delivery]
