@@ -17,7 +17,8 @@ from redis.asyncio import Redis
 from ai.backend.common.dto.envelope import Envelope, Route
 from ai.backend.common.transport.redis_keys import RedisKeys
 
-from .processes import Child, ProcessGroup, wait_until
+from .processes import Child, ProcessGroup
+from .runtime import RuntimeLauncher
 
 TERMINAL_KINDS = ("succeeded", "failed", "cancelled")
 
@@ -50,13 +51,8 @@ class DataPlane:
     # --- processes -------------------------------------------------------------------------
 
     def start_runtime(self, name: str, handler: str, *args: str) -> Child:
-        socket_path = self.workdir / "sockets" / f"{name}.sock"
-        child = self.processes.start(
-            f"runtime-{name}",
-            ["runtime", "run", "--handler", handler, "--socket", str(socket_path), *args],
-        )
-        wait_until(socket_path.exists, timeout=20, what=f"runtime {name}", watch=[child])
-        self.sockets[name] = socket_path
+        launcher = RuntimeLauncher(self.processes, self.workdir)
+        child, self.sockets[name] = launcher.start(handler, *args, name=name)
         return child
 
     async def start_sidecar(

@@ -44,12 +44,13 @@ class RuntimeLauncher:
     socket_dir: Path
 
     def start(self, handler: str, *args: str, name: str = "rt") -> tuple[Child, Path]:
+        """Start ``runtime run`` on ``<socket_dir>/sockets/<name>.sock``; return once it listens."""
         socket_path = self.socket_dir / "sockets" / f"{name}.sock"
         child = self.processes.start(
-            name,
+            f"runtime-{name}",
             ["runtime", "run", "--handler", handler, "--socket", str(socket_path), *args],
         )
-        wait_until(socket_path.exists, timeout=20, what=f"{socket_path}", watch=[child])
+        wait_until(socket_path.exists, timeout=20, what=f"runtime {name}", watch=[child])
         return child, socket_path
 
     async def connect(self, handler: str, *args: str) -> RuntimeConnection:
