@@ -33,6 +33,44 @@ async def test_a_failing_batch_fails_each_item() -> None:
         await batcher.submit("c")
 
 
+async def test_a_permanent_error_is_isolated_to_its_item() -> None:
+    batches: list[list[str]] = []
+
+    async def commit(items: list[str]) -> list[str | Exception]:
+        batches.append(items)
+        if "poison" in items:
+            raise ValueError("WRONGTYPE in the batch")
+        return [item.upper() for item in items]
+
+    batcher: MicroBatcher[str, str] = MicroBatcher(
+        commit, isolate_when=lambda e: isinstance(e, ValueError)
+    )
+    results = await asyncio.gather(
+        *(batcher.submit(item) for item in ("a", "poison", "b")), return_exceptions=True
+    )
+    assert [r if isinstance(r, str) else repr(r) for r in results] == [
+        "A",
+        "ValueError('WRONGTYPE in the batch')",
+        "B",
+    ]
+    assert batches == [["a", "poison", "b"], ["a"], ["poison"], ["b"]]
+
+
+async def test_a_transient_error_is_not_isolated() -> None:
+    calls: list[list[str]] = []
+
+    async def commit(items: list[str]) -> list[str | Exception]:
+        calls.append(items)
+        raise ConnectionError("redis is gone")
+
+    batcher: MicroBatcher[str, str] = MicroBatcher(
+        commit, isolate_when=lambda e: isinstance(e, ValueError)
+    )
+    results = await asyncio.gather(batcher.submit("a"), batcher.submit("b"), return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["ConnectionError", "ConnectionError"]
+    assert calls == [["a", "b"]]
+
+
 async def test_cancel_and_wait() -> None:
     started = asyncio.Event()
 

@@ -4,6 +4,8 @@ import json
 import time
 from typing import Any
 
+import pytest
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from ai.backend.common.transport.base import DeadLetter, DelayedMessage, Outcome, QueueDepth
@@ -89,6 +91,71 @@ async def test_idle_entry_of_a_dead_consumer_is_claimed(transport: RedisStreamsT
     assert await transport.depth("claim") == QueueDepth(lag=0, pending=0)
 
 
+async def test_claimed_entries_carry_their_delivery_count(
+    transport: RedisStreamsTransport,
+) -> None:
+    await transport.publish("counted", b"poison")
+    [first] = await transport.consume("counted", "dead-1", count=1)
+    assert first.deliveries == 1
+    [second] = await transport.claim_idle("counted", "dead-2", min_idle=0, count=1)
+    [third] = await transport.claim_idle("counted", "r-3", min_idle=0, count=1)
+    assert [(d.message_id, d.deliveries) for d in (second, third)] == [
+        (first.message_id, 2),
+        (first.message_id, 3),
+    ]
+
+
+async def test_reclaim_walks_a_long_pending_list_instead_of_restarting(
+    transport: RedisStreamsTransport,
+) -> None:
+    bodies = [str(i).encode() for i in range(6)]
+    await transport.publish_batch("deep", bodies)
+    await transport.consume("deep", "dead-replica", count=10)
+    seen = []
+    for _ in range(3):
+        claimed = await transport.claim_idle("deep", "r-2", min_idle=0, count=2)
+        seen.append([d.body for d in claimed])
+    # each call goes on where the last one stopped (it would re-take 0 and 1 from 0-0)
+    assert seen == [[b"0", b"1"], [b"2", b"3"], [b"4", b"5"]]
+    # the end was reached: the scan starts over
+    again = await transport.claim_idle("deep", "r-2", min_idle=0, count=2)
+    assert [d.body for d in again] == [b"0", b"1"]
+
+
+async def test_touch_refreshes_only_entries_the_consumer_still_owns(
+    transport: RedisStreamsTransport, redis_client: Redis
+) -> None:
+    await transport.publish_batch("owned", [b"mine", b"stolen"])
+    mine, stolen = await transport.consume("owned", "r-1", count=2)
+    # r-1 stalled; r-2 legitimately reclaimed one entry and is processing it
+    [reclaimed] = await transport.claim_idle("owned", "r-2", min_idle=0, count=1)
+    assert reclaimed.message_id == mine.message_id
+    taken = await transport.touch("owned", "r-1", [mine.message_id, stolen.message_id])
+    assert taken == [mine.message_id]
+    stream = transport.keys.actor_stream("owned")
+    pending: Any = await redis_client.xpending_range(stream, "owned", "-", "+", 10)
+    owners = {
+        p["message_id"].decode(): (p["consumer"].decode(), p["times_delivered"]) for p in pending
+    }
+    # the entry stays with r-2 and touching did not count a delivery
+    assert owners == {mine.message_id: ("r-2", 2), stolen.message_id: ("r-1", 1)}
+    assert await transport.touch("owned", "r-1", []) == []
+
+
+async def test_transient_errors_are_told_from_rejected_calls(
+    transport: RedisStreamsTransport, redis_client: Redis
+) -> None:
+    await redis_client.set(transport.keys.actor_stream("wrongtype"), b"not a stream")
+    with pytest.raises(redis_errors.ResponseError, match="WRONGTYPE") as rejected:
+        await transport.publish("wrongtype", b"x")
+    assert not transport.is_transient(rejected.value)
+    assert transport.is_transient(redis_errors.ConnectionError("Connection refused"))
+    assert transport.is_transient(redis_errors.BusyLoadingError("LOADING Redis is loading"))
+    assert transport.is_transient(redis_errors.ResponseError("BUSY Redis is busy running a script"))
+    assert transport.is_transient(OSError("Network is unreachable"))
+    assert not transport.is_transient(ValueError("a bug"))
+
+
 async def test_depth_counts_lag_and_pending(transport: RedisStreamsTransport) -> None:
     assert await transport.depth("empty") == QueueDepth(lag=0, pending=0)
     await transport.ensure_queue("depth")
@@ -172,15 +239,6 @@ async def test_trim_drops_only_finished_messages(transport: RedisStreamsTranspor
     assert await transport.trim("trim") == 2
     rest = await transport.consume("trim", "r-1", count=10)
     assert [d.message_id for d in rest] == ids[2:]
-
-
-async def test_branch_counters_change_with_the_commit_and_expire(
-    transport: RedisStreamsTransport, redis_client: Redis
-) -> None:
-    await transport.commit(Outcome(branch_deltas=[("job-1", 2), ("job-1", 3)]))
-    key = transport.keys.job_branches("job-1")
-    assert await redis_client.get(key) == b"5"
-    assert 86000 < await redis_client.ttl(key) <= 86400
 
 
 async def test_dead_letter_error_is_json(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,7 +35,7 @@ async def test_value_error_fails_once_with_details_and_no_dlq(plane: DataPlane) 
     }
     assert terminal["error"]["traceback"].rstrip().endswith("ValueError: bad value: {'value': 1}")
     assert await plane.dead_letters("failing") == []
-    await asyncio.sleep(0.3)
+    await plane.wait_quiescent()
     assert len(await plane.terminal_events("bad")) == 1
 
 
@@ -122,7 +121,7 @@ async def test_call_timeout_fails_and_never_also_succeeds(plane: DataPlane, hand
         "actor": "sleepy",
         "attempt": 1,
     }
-    await asyncio.sleep(1.0)
+    await plane.wait_quiescent()
     assert [e["kind"] for e in await plane.terminal_events("slow")] == ["failed"]
 
 

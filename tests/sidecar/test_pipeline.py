@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from ai.backend.common.dto.envelope import Envelope, Route
+from ai.backend.testutils.assertions import without_times
 from ai.backend.testutils.dataplane import DataPlane
-
-
-def without_times(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in e.items() if k not in ("at", "envelope_id")} for e in events]
 
 
 async def test_two_hops_doubler_then_incrementer(plane: DataPlane) -> None:
@@ -76,15 +72,14 @@ async def test_fan_out_completes_once_after_all_children(plane: DataPlane) -> No
         {"results": [{"value": 2}, {"value": 4}, {"value": 6}]},
         {"branches": 3},
     )
-    await asyncio.sleep(0.5)  # a second terminal event would be written by now
+    await plane.wait_quiescent()
     assert len(await plane.terminal_events("fan")) == 1
     running = [e for e in await plane.events("fan") if e["actor"] == "doubler"]
     assert len({e["envelope_id"] for e in running}) == 3
-    # the job's branch state is gone once it ended
-    assert (
-        await plane.redis.exists(plane.keys.job_branches("fan"), plane.keys.job_outcomes("fan"))
-        == 0
-    )
+    # the job's branch state is gone once it ended; its end guard remains, for an hour
+    assert await plane.redis.exists(plane.keys.job_state("fan")) == 0
+    assert await plane.redis.get(plane.keys.job_end("fan")) == b"succeeded"
+    assert 3500 < await plane.redis.ttl(plane.keys.job_end("fan")) <= 3600
 
 
 async def test_empty_result_ends_the_route_with_the_payload_unchanged(plane: DataPlane) -> None:

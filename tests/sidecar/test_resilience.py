@@ -7,11 +7,11 @@ import signal
 import struct
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import examples.streaming  # noqa: F401  (handlers the children load)
 
 from ai.backend.common.framing import encode_frame, read_frame
+from ai.backend.testutils.assertions import without_times
 from ai.backend.testutils.dataplane import DataPlane
 from ai.backend.testutils.services import free_port
 
@@ -31,7 +31,7 @@ async def test_runtime_killed_mid_call_is_retried_after_restart(plane: DataPlane
     assert (terminal["kind"], terminal["result"]) == ("succeeded", {"seconds": 2})
     attempts = [e["attempt"] for e in await plane.events("kill-rt") if e["kind"] == "running"]
     assert attempts == [1, 2]
-    await asyncio.sleep(0.5)
+    await plane.wait_quiescent()
     assert len(await plane.terminal_events("kill-rt")) == 1
 
 
@@ -54,7 +54,7 @@ async def test_sidecar_killed_mid_batch_is_reclaimed(plane: DataPlane) -> None:
     for i in range(8):
         terminal = await plane.wait_terminal(f"b{i}", timeout=30)
         assert (terminal["kind"], terminal["result"]) == ("succeeded", {"seconds": 1, "i": i})
-    await asyncio.sleep(0.5)
+    await plane.wait_quiescent()
     for i in range(8):
         assert len(await plane.terminal_events(f"b{i}")) == 1
     depth = await plane.redis.xinfo_groups(plane.keys.actor_stream("batch"))
@@ -99,19 +99,18 @@ async def test_partial_and_progress_events(plane: DataPlane) -> None:
     ]
 
 
-async def test_cancelled_job_is_skipped(plane: DataPlane) -> None:
-    await plane.redis.sadd(plane.keys.cancel, "gone")
+async def test_cancelled_job_is_skipped_and_ends_once_as_cancelled(plane: DataPlane) -> None:
+    assert (await plane.cancel("gone", "user asked")).cancelled
     await plane.start_actor("doubler", "examples.pipeline:double")
-    await plane.redis.sadd(plane.keys.cancel, "gone-later")
-    await plane.redis.publish(plane.keys.cancel, "gone-later")
+    assert (await plane.cancel("gone-later")).cancelled  # told through the channel
     await plane.publish(["doubler"], {"value": 1}, job_id="gone")
     await plane.publish(["doubler"], {"value": 1}, job_id="gone-later")
     await plane.publish(["doubler"], {"value": 1}, job_id="kept")
     assert (await plane.wait_terminal("kept"))["result"] == {"value": 2}
-    assert await plane.events("gone") == []
-    assert await plane.events("gone-later") == []
-    groups: Any = await plane.redis.xinfo_groups(plane.keys.actor_stream("doubler"))
-    assert [(g["pending"], g["lag"]) for g in groups] == [(0, 0)]
+    await plane.wait_quiescent()
+    [event] = without_times(await plane.events("gone"))
+    assert event == {"job_id": "gone", "kind": "cancelled", "data": {"reason": "user asked"}}
+    assert [e["kind"] for e in await plane.events("gone-later")] == ["cancelled"]
 
 
 async def test_invalid_json_from_the_runtime(plane: DataPlane, tmp_path: Path) -> None:

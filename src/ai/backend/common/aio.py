@@ -20,6 +20,28 @@ async def cancel_and_wait(task: asyncio.Task[object] | None) -> None:
         await task
 
 
+class Stopped(Exception):
+    """The stop event was set before the awaited work finished."""
+
+
+async def unless_stopped(awaitable: Awaitable[T], stop: asyncio.Event) -> T:
+    """The result of ``awaitable``, or :class:`Stopped` (and ``awaitable`` cancelled) if
+    ``stop`` is set first. An exception of ``awaitable`` propagates."""
+    work = asyncio.ensure_future(awaitable)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        work.cancel()
+        raise
+    finally:
+        stopper.cancel()
+    if not work.done():
+        work.cancel()
+        raise Stopped()
+    return work.result()
+
+
 def new_runner() -> asyncio.Runner:
     """An event-loop runner on uvloop when it is installed, else on asyncio's default loop."""
     try:
@@ -34,11 +56,19 @@ class MicroBatcher(Generic[T, R]):
     (e.g. one Redis round trip for many messages); each submitter gets its own result.
 
     ``run_batch`` returns one result per item, in order, or an exception instance for an item
-    that failed; if it raises, every item of the batch fails with that exception.
+    that failed; if it raises, every item of the batch fails with that exception, unless
+    ``isolate_when(exception)`` is true: then each item is run again alone, so that one bad item
+    (a permanent error) does not fail the others.
     """
 
-    def __init__(self, run_batch: Callable[[list[T]], Awaitable[Sequence[R | Exception]]]) -> None:
+    def __init__(
+        self,
+        run_batch: Callable[[list[T]], Awaitable[Sequence[R | Exception]]],
+        *,
+        isolate_when: Callable[[Exception], bool] | None = None,
+    ) -> None:
         self._run_batch = run_batch
+        self._isolate_when = isolate_when
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._flushing = False
 
@@ -55,11 +85,7 @@ class MicroBatcher(Generic[T, R]):
             while self._waiting:
                 await asyncio.sleep(0)  # let the rest of this loop turn join the batch
                 batch, self._waiting = self._waiting, []
-                results: Sequence[R | Exception]
-                try:
-                    results = await self._run_batch([item for item, _ in batch])
-                except Exception as e:
-                    results = [e] * len(batch)
+                results = await self._results([item for item, _ in batch])
                 for (_, future), result in zip(batch, results, strict=True):
                     if future.done():
                         continue
@@ -69,3 +95,18 @@ class MicroBatcher(Generic[T, R]):
                         future.set_result(result)
         finally:
             self._flushing = False
+
+    async def _results(self, items: list[T]) -> Sequence[R | Exception]:
+        try:
+            return await self._run_batch(items)
+        except Exception as e:
+            if len(items) == 1 or self._isolate_when is None or not self._isolate_when(e):
+                return [e] * len(items)
+        return [await self._alone(item) for item in items]
+
+    async def _alone(self, item: T) -> R | Exception:
+        try:
+            [result] = await self._run_batch([item])
+        except Exception as e:
+            return e
+        return result

@@ -12,22 +12,25 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from ai.backend.common.aio import new_runner
-from ai.backend.common.dto.actor_spec import ActorSpec
+from ai.backend.common.aio import Stopped, new_runner, unless_stopped
+from ai.backend.common.dto.actor_spec import ActorSpec, RetryPolicy
 from ai.backend.common.dto.base import RESERVED_ACTOR_NAMES
 from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.redis_streams import RedisStreamsTransport
 
-from .clients.runtime import RuntimeClient, RuntimeHello
+from .clients.runtime import RuntimeClient
 from .config import SidecarConfig
 from .metrics import SidecarMetrics
 from .services.cancellation import CancelledJobs
-from .services.consumer import ConsumerLoop, ConsumerSettings
+from .services.consumer import ConsumerLoop, ConsumerSettings, EnvelopeHandler
 from .services.crew import CrewMember
 from .services.events import EventPublisher
 from .services.processor import ActorProcessor
+from .services.retrying import RedisRetrier
 
 log = BraceStyleAdapter(logging.getLogger(__spec__.name))
+
+CREW_CONCURRENCY = 64
 
 
 @dataclass(frozen=True)
@@ -44,27 +47,35 @@ def default_consumer_name() -> str:
 
 async def run_sidecar(config: SidecarConfig, options: SidecarOptions, stop: asyncio.Event) -> None:
     redis = Redis.from_url(config.redis.url, decode_responses=False)
-    transport = RedisStreamsTransport(redis, prefix=config.redis.prefix)
+    transport = RedisStreamsTransport(
+        redis, prefix=config.redis.prefix, job_end_ttl=config.redis.job_end_ttl.total_seconds()
+    )
     metrics = SidecarMetrics(options.actor)
     if config.sidecar.metrics_port is not None:
         metrics.serve(config.sidecar.metrics_port)
-    events = EventPublisher(transport)
+    events = EventPublisher(transport, metrics)
     events.start()
-    cancelled = CancelledJobs(redis, transport.keys.cancel)
+    cancelled = CancelledJobs(transport, metrics)
     await cancelled.start()
     runtime: RuntimeClient | None = None
     try:
+        handler: EnvelopeHandler
         if options.actor in RESERVED_ACTOR_NAMES:
-            crew = CrewMember(options.actor, redis, transport.keys)
-            handler = crew.handle
-            concurrency = options.concurrency or 64
+            handler = CrewMember(options.actor, transport, RedisRetrier(transport, metrics))
+            concurrency = options.concurrency or CREW_CONCURRENCY
+            max_deliveries = RetryPolicy().max_deliveries
         else:
             if options.socket_path is None:
                 raise ValueError(f"actor {options.actor} needs --socket (its runtime)")
-            runtime = RuntimeClient(options.socket_path, max_frame=config.sidecar.max_frame)
+            runtime = RuntimeClient(
+                options.socket_path,
+                max_frame=config.sidecar.max_frame,
+                on_error=metrics.count_error,
+            )
             runtime.start()
-            hello = await _first_hello(runtime, stop)
-            if hello is None:
+            try:
+                hello = await unless_stopped(runtime.wait_connected(), stop)
+            except Stopped:
                 return
             spec = config.actor or ActorSpec(
                 name=options.actor, handler=hello.handler, concurrency=hello.concurrency
@@ -72,14 +83,15 @@ async def run_sidecar(config: SidecarConfig, options: SidecarOptions, stop: asyn
             if spec.name != options.actor:
                 raise ValueError(f"the config's [actor] is {spec.name!r}, not {options.actor!r}")
             concurrency = options.concurrency or spec.concurrency
-            processor = ActorProcessor(spec, runtime, events, metrics)
-            handler = processor.handle
+            max_deliveries = spec.retry.max_deliveries
+            handler = ActorProcessor(spec, runtime, events, metrics)
         settings = ConsumerSettings(
             queue=options.actor,
             consumer=options.consumer or default_consumer_name(),
             concurrency=concurrency,
             claim_idle=config.sidecar.claim_idle.total_seconds(),
             shutdown_grace=config.sidecar.shutdown_grace.total_seconds(),
+            max_deliveries=max_deliveries,
         )
         log.info(
             "sidecar of {} consuming as {} ({} in flight)",
@@ -87,25 +99,16 @@ async def run_sidecar(config: SidecarConfig, options: SidecarOptions, stop: asyn
             settings.consumer,
             concurrency,
         )
-        await ConsumerLoop(transport, settings, handler, metrics, cancelled).run(stop)
+        loop = ConsumerLoop(
+            transport, settings, handler, metrics, cancelled=cancelled, gate=runtime
+        )
+        await loop.run(stop)
     finally:
         if runtime is not None:
             await runtime.close()
         await cancelled.close()
         await events.close()
         await redis.aclose()
-
-
-async def _first_hello(runtime: RuntimeClient, stop: asyncio.Event) -> RuntimeHello | None:
-    """The runtime's hello, or ``None`` if the sidecar is stopped before the runtime answers."""
-    waiter = asyncio.ensure_future(runtime.wait_connected())
-    stopper = asyncio.ensure_future(stop.wait())
-    done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    stopper.cancel()
-    if waiter in done:
-        return waiter.result()
-    waiter.cancel()
-    return None
 
 
 async def serve_until_signalled(config: SidecarConfig, options: SidecarOptions) -> None:

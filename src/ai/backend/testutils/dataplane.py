@@ -15,7 +15,9 @@ import orjson
 from redis.asyncio import Redis
 
 from ai.backend.common.dto.envelope import Envelope, Route
+from ai.backend.common.transport.base import CancelResult
 from ai.backend.common.transport.redis_keys import RedisKeys
+from ai.backend.common.transport.redis_streams import RedisStreamsTransport
 
 from .processes import Child, ProcessGroup
 from .runtime import RuntimeLauncher
@@ -136,6 +138,39 @@ class DataPlane:
 
         await self.wait_for(terminal, what=f"the end of job {job_id}", timeout=timeout)
         return found[0]
+
+    async def cancel(self, job_id: str, reason: str = "cancelled by the test") -> CancelResult:
+        transport = RedisStreamsTransport(self.redis, prefix=self.keys.prefix)
+        return await transport.cancel_job(job_id, reason)
+
+    async def busy_queues(self) -> list[str]:
+        """The actor streams of this plane that have entries pending or undelivered, and
+        ``retry`` while delayed retries wait: empty once everything published was handled."""
+        busy = []
+        async for key in self.redis.scan_iter(match=f"{self.keys.actor_stream_prefix}*"):
+            stream = key.decode()
+            if stream.endswith(":dlq"):
+                continue
+            actor = stream.removeprefix(self.keys.actor_stream_prefix)
+            groups: Any = await self.redis.xinfo_groups(stream)
+            if not groups and await self.redis.xlen(stream):
+                busy.append(actor)
+            for group in groups:
+                lag = group.get("lag")
+                if group["pending"] or lag is None or lag:
+                    busy.append(actor)
+        if await self.redis.zcard(self.keys.retry):
+            busy.append("retry")
+        return busy
+
+    async def wait_quiescent(self, timeout: float = 30) -> None:
+        """Wait until no stream of the plane has work pending or undelivered and no retry is
+        scheduled: then no duplicate or late event is still on its way."""
+
+        async def quiet() -> bool:
+            return not await self.busy_queues()
+
+        await self.wait_for(quiet, what="no stream with work left", timeout=timeout)
 
     async def dead_letters(self, actor: str) -> list[dict[str, Any]]:
         entries: Any = await self.redis.xrange(self.keys.dead_letters(actor))

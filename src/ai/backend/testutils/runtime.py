@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,3 +60,43 @@ class RuntimeLauncher:
         hello = await asyncio.wait_for(read_frame(reader), 10)
         assert hello is not None
         return RuntimeConnection(reader, writer, hello, child)
+
+
+FAKE_HELLO = {"type": "hello", "protocol": 1, "handler": "fake:runtime", "concurrency": 4}
+ConnectionScript = Callable[[int, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@dataclass
+class FakeRuntime:
+    """A runtime played by the test, on a Unix socket: connection n (from 1) runs
+    ``script(n, reader, writer)``, which says hello (or not) and answers calls its own way."""
+
+    socket_path: Path
+    script: ConnectionScript
+    connections: int = 0
+
+    async def __aenter__(self) -> FakeRuntime:
+        self._server = await asyncio.start_unix_server(self._serve, path=str(self.socket_path))
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.script(self.connections, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+async def echo_calls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer every call with its payload, as a runtime of ``echo`` would."""
+    while (frame := await read_frame(reader)) is not None:
+        if frame.get("type") == "call":
+            await write_frame(
+                writer,
+                {"type": "result", "id": frame["id"], "status": "ok", "result": frame["payload"]},
+            )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..transport.redis_keys import JOB_END_TTL_SECONDS
+from ..types.units import Duration
 
 
 class ConfigSection(BaseModel):
@@ -54,6 +58,17 @@ class RedisConfig(ConfigSection):
         json_schema_extra={"secret_url": True},
     )
     prefix: str = Field(default="bai:", min_length=1, description="prefix of every Redis key")
+    job_end_ttl: Duration = Field(
+        default=timedelta(seconds=JOB_END_TTL_SECONDS),
+        description="how long a job's end (and a cancel) is remembered against duplicates",
+    )
+
+    @field_validator("job_end_ttl")
+    @classmethod
+    def _at_least_a_second(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("job_end_ttl must be at least 1s")
+        return value
 
 
 class BindConfig(ConfigSection):

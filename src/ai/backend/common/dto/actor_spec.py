@@ -33,9 +33,15 @@ class PlacementSelector(StrEnum):
 
 
 class RetryPolicy(StrictModel):
-    """How failed calls are retried; ``max_attempts: 1`` means no retry."""
+    """How failed calls are retried; ``max_attempts: 1`` means no retry.
+
+    ``max_deliveries`` bounds redeliveries of one stream entry that never got an outcome (its
+    replica died, or its outcome could not be written): past it the envelope goes to the DLQ
+    with reason ``delivery_limit`` (RabbitMQ's ``x-delivery-limit``, SQS's ``maxReceiveCount``).
+    """
 
     max_attempts: int = Field(default=1, ge=1, le=100)
+    max_deliveries: int = Field(default=5, ge=1, le=1000)
     backoff: BackoffKind = BackoffKind.EXPONENTIAL
     base: Duration = timedelta(seconds=1)
     max: Duration = timedelta(seconds=60)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -15,6 +16,12 @@ ENVELOPE_VERSION: Final = 1
 
 def new_envelope_id() -> str:
     return uuid.uuid4().hex
+
+
+def child_envelope_id(parent_id: str, index: int) -> str:
+    """The id of fan-out child ``index`` of envelope ``parent_id``. Derived, not random: a parent
+    processed twice has the same children, which are then recognised as duplicates."""
+    return hashlib.blake2b(f"{parent_id}/{index}".encode(), digest_size=16).hexdigest()
 
 
 def utcnow() -> datetime:

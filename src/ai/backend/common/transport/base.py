@@ -6,6 +6,13 @@ pending until acknowledged; a consumer that dies leaves it pending and another o
 with :meth:`MessageTransport.claim_idle`. Delivery is at-least-once: an :class:`Outcome` writes
 what a delivery turned into (successors, a delayed retry, a dead letter) *and* acknowledges it in
 one atomic step, so nothing is lost between the two.
+
+Because the same message may arrive twice, every write that ends something is idempotent: a
+fan-out is counted once per parent (:class:`FanOut`), a branch ends once per envelope id
+(:meth:`MessageTransport.end_branches`), and a job ends once: its first terminal write
+(``succeeded``, ``failed`` or ``cancelled``) sets the job's *end guard*, which every later
+terminal write checks, so a job has exactly one terminal event while its end is remembered
+(``job_end_ttl``).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 
@@ -25,6 +33,8 @@ class Delivery:
     queue: str
     message_id: str
     body: bytes
+    # how many times the queue handed this message out, this time included
+    deliveries: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,18 @@ class DeadLetterEntry:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class FanOut:
+    """A delivery of job ``job_id`` that fanned out into ``children`` envelopes: the job has
+    ``children - 1`` more open branches. Counted once per ``parent_id``, and not at all once the
+    job has ended, so a parent processed twice does not leave the job waiting for branches that
+    will never end."""
+
+    job_id: str
+    parent_id: str
+    children: int
+
+
 @dataclass(slots=True)
 class Outcome:
     """Everything a batch of deliveries turned into, committed atomically with their acks."""
@@ -75,13 +97,10 @@ class Outcome:
     delayed: list[DelayedMessage] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     acks: list[Delivery] = field(default_factory=list)
-    # (job id, delta) for the open-branch counters of fan-outs (DESIGN.md §4.1)
-    branch_deltas: list[tuple[str, int]] = field(default_factory=list)
+    fan_outs: list[FanOut] = field(default_factory=list)
 
     def is_empty(self) -> bool:
-        return not (
-            self.publish or self.delayed or self.dead_letters or self.acks or self.branch_deltas
-        )
+        return not (self.publish or self.delayed or self.dead_letters or self.acks or self.fan_outs)
 
     def merge(self, other: Outcome) -> None:
         """Add ``other``'s writes to this one (to commit several deliveries at once)."""
@@ -89,7 +108,49 @@ class Outcome:
         self.delayed += other.delayed
         self.dead_letters += other.dead_letters
         self.acks += other.acks
-        self.branch_deltas += other.branch_deltas
+        self.fan_outs += other.fan_outs
+
+
+class BranchEnded(Enum):
+    """What :meth:`MessageTransport.end_branches` did with one ending branch."""
+
+    OPEN = "open"  # recorded; other branches of the job are still open
+    JOB_ENDED = "job_ended"  # it was the last branch: the job's terminal event is written
+    DUPLICATE = "duplicate"  # this envelope's branch had ended already: nothing written
+    AFTER_JOB_END = "after_job_end"  # the job had ended already (or was cancelled)
+    JOB_STATE_LOST = "job_state_lost"  # a fan-out child whose job state expired: job failed
+
+
+@dataclass(frozen=True, slots=True)
+class BranchEnd:
+    """One branch of a job reaching the end of its route (``happy-end`` or ``error-end``).
+
+    ``outcome`` is the branch's final payload (succeeded) or its error (failed), as JSON;
+    ``event`` holds the fields of the job's terminal event other than ``kind``, ``result``,
+    ``error`` and ``data``, should this branch be the last one. ``branch`` is the fan-out
+    position, which orders the job's results; ``fanned_out`` tells a child of a fan-out (whose
+    job must have recorded that fan-out) from a job's only branch."""
+
+    delivery: Delivery
+    job_id: str
+    envelope_id: str
+    branch: tuple[int, ...]
+    succeeded: bool
+    outcome: bytes
+    event: Mapping[str, Any]
+
+    @property
+    def fanned_out(self) -> bool:
+        return bool(self.branch)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    """``cancelled``: this call ended the job; else the job had ended already, as ``ended_as``
+    (``succeeded``, ``failed`` or ``cancelled``)."""
+
+    cancelled: bool
+    ended_as: str
 
 
 class MessageTransport(ABC):
@@ -125,17 +186,34 @@ class MessageTransport(ABC):
         self, queue: str, consumer: str, *, min_idle: float, count: int
     ) -> list[Delivery]:
         """Take over up to ``count`` messages left pending by any consumer for at least
-        ``min_idle`` seconds (a consumer that died)."""
+        ``min_idle`` seconds (a consumer that died), with their delivery counts. Successive calls
+        walk the whole pending list (a cursor is kept per queue), so entries deep in a long list
+        are reached too."""
 
     @abstractmethod
-    async def touch(self, queue: str, consumer: str, message_ids: Sequence[str]) -> None:
+    async def touch(self, queue: str, consumer: str, message_ids: Sequence[str]) -> list[str]:
         """Reset the idle time of messages this consumer is still working on, so that
-        :meth:`claim_idle` of another consumer does not take them from a live one."""
+        :meth:`claim_idle` of another consumer does not take them from a live one. Only messages
+        this consumer still owns are touched, atomically; returns the ids that another consumer
+        has taken over meanwhile (their outcome will be written twice)."""
 
     @abstractmethod
     async def commit(self, outcome: Outcome) -> None:
         """Write the outcome's messages, delayed retries and dead letters, and acknowledge its
         deliveries, all or nothing."""
+
+    @abstractmethod
+    async def end_branches(self, ends: Sequence[BranchEnd]) -> list[BranchEnded]:
+        """End each branch once (by envelope id), acknowledge its delivery, and write the job's
+        terminal event when it was the job's last open branch: ``succeeded`` with the result
+        (``{"results": [...]}`` in branch order after a fan-out) or ``failed`` with the first
+        failed branch's error. Each branch is one atomic step with its acknowledgement."""
+
+    @abstractmethod
+    async def cancel_job(self, job_id: str, reason: str) -> CancelResult:
+        """End the job as ``cancelled`` unless it has ended already: in one atomic step, set
+        its end guard, add it to the cancelled jobs that consumers skip, tell them, and write
+        the ``cancelled`` event."""
 
     @abstractmethod
     async def promote_due(self, *, now: float | None = None, limit: int = 256) -> int:
@@ -156,6 +234,11 @@ class MessageTransport(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    def is_transient(self, error: BaseException) -> bool:
+        """Whether ``error`` may pass if the same call is tried again (the server is away,
+        restarting or busy), as opposed to a call the server rejects for what it is."""
+        return isinstance(error, ConnectionError | TimeoutError)
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         await self.commit(Outcome(acks=list(deliveries)))

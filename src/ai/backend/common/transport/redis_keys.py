@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = "bai:"
-# how long a job's branch state (counter, outcomes, done markers) outlives its last change
+# how long an open job's branch state (counter, outcomes, ended branches) outlives its last change
 JOB_STATE_TTL_SECONDS = 24 * 3600
+# how long a job's end is remembered: a duplicate that ends a branch later than this after the
+# job's end could end the job again (sized for duplicates from reclaims and retries, which come
+# within minutes); also how long a cancelled job stays in the cancel set
+JOB_END_TTL_SECONDS = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,17 +42,24 @@ class RedisKeys:
 
     @property
     def cancel(self) -> str:
+        """Sorted set of cancelled job ids scored by when (Redis time); also the pub/sub channel
+        that tells consumers of each new one."""
         return f"{self.prefix}cancel"
 
-    def job_branches(self, job_id: str) -> str:
-        """Open branches of a job *minus one* (absent = one open branch): a fan-out into n adds
-        n - 1, each branch that ends subtracts 1, and the one that takes it below 0 is last."""
-        return f"{self.prefix}job:{job_id}:branches"
+    # A job's keys share the hash tag {job_id}, so that a script touching them stays in one slot
+    # of a Redis Cluster (DESIGN.md §11).
 
-    def job_outcomes(self, job_id: str) -> str:
-        """Hash of the finished branches' outcomes (field = branch position, zero-padded)."""
-        return f"{self.prefix}job:{job_id}:outcomes"
+    def job_state(self, job_id: str) -> str:
+        """Hash of an open job's branch accounting, deleted when the job ends:
 
-    def branch_done(self, envelope_id: str, terminal: str) -> str:
-        """Idempotency marker: this envelope's branch already ended as ``terminal``."""
-        return f"{self.prefix}done:{envelope_id}:{terminal}"
+        * ``open``: open branches *minus one* (absent = one open branch): a fan-out into n adds
+          n - 1, each branch that ends subtracts 1, and the one that takes it below 0 is last;
+        * ``f:<parent id>``: that parent's fan-out is counted (once);
+        * ``d:<envelope id>``: that envelope's branch has ended (once);
+        * ``o:<branch>``: a finished branch's outcome (``s`` + result or ``f`` + error JSON),
+          by branch position, zero-padded, so that sorting the fields orders the results."""
+        return f"{self.prefix}job:{{{job_id}}}:state"
+
+    def job_end(self, job_id: str) -> str:
+        """The job's end guard: its terminal kind, set by the first terminal write only."""
+        return f"{self.prefix}job:{{{job_id}}}:end"

@@ -5,7 +5,11 @@
 * delayed messages → sorted set ``{prefix}retry`` (score = due time), member
   ``queue + "\\n" + body``, moved back by a Lua script so that each moves exactly once;
 * dead letters → stream ``{prefix}actor:{q}:dlq`` with fields ``e`` (original body), ``err``
-  (JSON), ``at`` (Unix time).
+  (JSON), ``at`` (Unix time);
+* a job's branch accounting → hash ``{prefix}job:{<id>}:state``, its end guard → string
+  ``{prefix}job:{<id>}:end`` (:class:`~.redis_keys.RedisKeys`); cancelled jobs → sorted set
+  ``{prefix}cancel`` and the pub/sub channel of the same name, whose messages read
+  ``"<score> <job id>"``.
 """
 
 from __future__ import annotations
@@ -13,17 +17,48 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .base import DeadLetterEntry, Delivery, MessageTransport, Outcome, QueueDepth
-from .redis_keys import DEFAULT_PREFIX, JOB_STATE_TTL_SECONDS, RedisKeys
-from .redis_scripts import APPEND_MANY, COMMIT, PROMOTE_DUE
+from .base import (
+    BranchEnd,
+    BranchEnded,
+    CancelResult,
+    DeadLetterEntry,
+    Delivery,
+    MessageTransport,
+    Outcome,
+    QueueDepth,
+)
+from .redis_job_scripts import CANCEL_JOB, END_BRANCHES
+from .redis_keys import DEFAULT_PREFIX, JOB_END_TTL_SECONDS, JOB_STATE_TTL_SECONDS, RedisKeys
+from .redis_scripts import APPEND_MANY, CLAIM_IDLE, COMMIT, PROMOTE_DUE, TOUCH_OWNED
 
 MESSAGE_FIELD = b"e"
+EVENT_FIELD = b"ev"
 _SEPARATOR = b"\n"
+_START = "0-0"
+# replies of a server that is loading, failing over or running a long script: try again later
+_TRANSIENT_REPLIES = ("BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")
+BRANCH_DIGITS = 6
+_BRANCH_ANSWERS = {
+    -1: BranchEnded.DUPLICATE,
+    -2: BranchEnded.JOB_ENDED,
+    -3: BranchEnded.AFTER_JOB_END,
+    -4: BranchEnded.JOB_STATE_LOST,
+}
+# the error of a job whose fan-out child finds no record of the fan-out (DESIGN.md §4.1)
+JOB_STATE_LOST_ERROR = {
+    "code": "processing_error",
+    "message": "the job's branch state expired or was deleted before all its branches ended",
+    "reason": "job_state_lost",
+}
 
 
 def _text(value: bytes | str) -> str:
@@ -40,18 +75,60 @@ def _id_key(entry_id: str) -> tuple[int, int]:
     return int(millis), int(seq)
 
 
+def _message_of(fields: Any) -> bytes:
+    """The message field of an entry's fields (a dict, or a flat list from a script)."""
+    if isinstance(fields, dict):
+        return fields.get(MESSAGE_FIELD, b"")
+    for i in range(0, len(fields or ()) - 1, 2):
+        if fields[i] == MESSAGE_FIELD:
+            return bytes(fields[i + 1])
+    return b""
+
+
+def branch_field(branch: Sequence[int]) -> str:
+    """A fan-out position as a hash field whose string order is the branch order."""
+    return ".".join(f"{index:0{BRANCH_DIGITS}d}" for index in branch)
+
+
+def now_iso() -> str:
+    """The current time as job events carry it (ISO 8601, milliseconds, ``Z``)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_cancel_notice(data: bytes | str) -> tuple[str, float]:
+    """``(job id, score)`` of a message on the cancel channel."""
+    score, _, job_id = _text(data).partition(" ")
+    return job_id, float(score)
+
+
 class RedisStreamsTransport(MessageTransport):
-    def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        job_end_ttl: float = JOB_END_TTL_SECONDS,
+    ) -> None:
         self._redis = redis
         self.keys = RedisKeys(prefix)
+        self.job_end_ttl = max(int(job_end_ttl), 1)
         self._promote_due = redis.register_script(PROMOTE_DUE)
         self._commit = redis.register_script(COMMIT)
         self._append_many = redis.register_script(APPEND_MANY)
+        self._claim_idle = redis.register_script(CLAIM_IDLE)
+        self._touch_owned = redis.register_script(TOUCH_OWNED)
+        self._end_branches = redis.register_script(END_BRANCHES)
+        self._cancel_job = redis.register_script(CANCEL_JOB)
         self._known_groups: set[str] = set()
+        self._claim_cursors: dict[str, str] = {}
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX) -> RedisStreamsTransport:
-        return cls(Redis.from_url(url, decode_responses=False), prefix=prefix)
+    def from_url(
+        cls, url: str, *, prefix: str = DEFAULT_PREFIX, job_end_ttl: float = JOB_END_TTL_SECONDS
+    ) -> RedisStreamsTransport:
+        return cls(
+            Redis.from_url(url, decode_responses=False), prefix=prefix, job_end_ttl=job_end_ttl
+        )
 
     @property
     def redis(self) -> Redis:
@@ -107,39 +184,36 @@ class RedisStreamsTransport(MessageTransport):
         deliveries: list[Delivery] = []
         for _stream, entries in response or ():
             for entry_id, fields in entries:
-                deliveries.append(
-                    Delivery(queue, _text(entry_id), (fields or {}).get(MESSAGE_FIELD, b""))
-                )
+                deliveries.append(Delivery(queue, _text(entry_id), _message_of(fields)))
         return deliveries
 
     async def claim_idle(
         self, queue: str, consumer: str, *, min_idle: float, count: int
     ) -> list[Delivery]:
         await self.ensure_queue(queue)
-        _cursor, entries, *_deleted = await self._redis.xautoclaim(
-            self.keys.actor_stream(queue),
-            queue,
-            consumer,
-            min_idle_time=int(min_idle * 1000),
-            start_id="0-0",
-            count=count,
-        )
-        return [
-            Delivery(queue, _text(entry_id), (fields or {}).get(MESSAGE_FIELD, b""))
-            for entry_id, fields in entries
-            if fields is not None
-        ]
-
-    async def touch(self, queue: str, consumer: str, message_ids: Sequence[str]) -> None:
-        if message_ids:
-            await self._redis.xclaim(
-                self.keys.actor_stream(queue),
+        cursor, entries = await self._claim_idle(
+            keys=[self.keys.actor_stream(queue)],
+            args=[
                 queue,
                 consumer,
-                min_idle_time=0,
-                message_ids=list(message_ids),
-                justid=True,
-            )
+                int(min_idle * 1000),
+                self._claim_cursors.get(queue, _START),
+                count,
+            ],
+        )
+        self._claim_cursors[queue] = _text(cursor)  # "0-0" once the whole list was scanned
+        return [
+            Delivery(queue, _text(entry_id), _message_of(fields), int(deliveries))
+            for entry_id, fields, deliveries in entries
+        ]
+
+    async def touch(self, queue: str, consumer: str, message_ids: Sequence[str]) -> list[str]:
+        if not message_ids:
+            return []
+        taken = await self._touch_owned(
+            keys=[self.keys.actor_stream(queue)], args=[queue, consumer, *message_ids]
+        )
+        return [_text(entry_id) for entry_id in taken]
 
     async def commit(self, outcome: Outcome) -> None:
         if outcome.is_empty():
@@ -154,6 +228,14 @@ class RedisStreamsTransport(MessageTransport):
             return index[name]
 
         args: list[bytes | str | int] = [MESSAGE_FIELD, repr(time.time()), JOB_STATE_TTL_SECONDS]
+        args.append(len(outcome.fan_outs))
+        for fan_out in outcome.fan_outs:
+            args += [
+                key(self.keys.job_state(fan_out.job_id)),
+                key(self.keys.job_end(fan_out.job_id)),
+                fan_out.parent_id,
+                fan_out.children - 1,
+            ]
         args.append(len(outcome.publish))
         for queue, body in outcome.publish:
             args += [key(self.keys.actor_stream(queue)), body]
@@ -164,9 +246,6 @@ class RedisStreamsTransport(MessageTransport):
         for letter in outcome.dead_letters:
             error = json.dumps(dict(letter.error), default=str).encode()
             args += [key(self.keys.dead_letters(letter.queue)), letter.body, error]
-        args.append(len(outcome.branch_deltas))
-        for job_id, delta in outcome.branch_deltas:
-            args += [key(self.keys.job_branches(job_id)), delta]
         acks: dict[str, list[str]] = {}
         for delivery in outcome.acks:
             acks.setdefault(delivery.queue, []).append(delivery.message_id)
@@ -174,6 +253,54 @@ class RedisStreamsTransport(MessageTransport):
         for queue, ids in acks.items():
             args += [key(self.keys.actor_stream(queue)), queue, len(ids), *ids]
         await self._commit(keys=keys, args=args)
+
+    async def end_branches(self, ends: Sequence[BranchEnd]) -> list[BranchEnded]:
+        if not ends:
+            return []
+        keys: list[str] = []
+        args: list[bytes | str | int] = [
+            JOB_STATE_TTL_SECONDS,
+            self.job_end_ttl,
+            orjson.dumps(JOB_STATE_LOST_ERROR),
+        ]
+        for end in ends:
+            keys += [
+                self.keys.job_state(end.job_id),
+                self.keys.job_end(end.job_id),
+                self.keys.events,
+                self.keys.actor_stream(end.delivery.queue),
+            ]
+            args += [
+                end.envelope_id,
+                branch_field(end.branch),
+                (b"s" if end.succeeded else b"f") + end.outcome,
+                orjson.dumps(dict(end.event))[:-1],
+                "1" if end.fanned_out else "0",
+                end.delivery.queue,
+                end.delivery.message_id,
+            ]
+        answers = await self._end_branches(keys=keys, args=args)
+        return [_BRANCH_ANSWERS.get(int(a), BranchEnded.OPEN) for a in answers]
+
+    async def cancel_job(self, job_id: str, reason: str) -> CancelResult:
+        event = {"job_id": job_id, "kind": "cancelled", "data": {"reason": reason}, "at": now_iso()}
+        cancelled, ended_as = await self._cancel_job(
+            keys=[
+                self.keys.job_end(job_id),
+                self.keys.job_state(job_id),
+                self.keys.cancel,
+                self.keys.events,
+            ],
+            args=[job_id, self.job_end_ttl, orjson.dumps(event), self.keys.cancel],
+        )
+        return CancelResult(cancelled=bool(cancelled), ended_as=_text(ended_as))
+
+    async def cancelled_since(self, score: float) -> list[tuple[str, float]]:
+        """Jobs cancelled at or after ``score`` (Redis time), oldest first."""
+        members: Any = await self._redis.zrangebyscore(
+            self.keys.cancel, score, "+inf", withscores=True
+        )
+        return [(_text(job_id), float(at)) for job_id, at in members]
 
     async def append_many(self, stream: str, field: bytes, bodies: Sequence[bytes]) -> None:
         """Append one entry per body to ``stream`` in one atomic call (job events)."""
@@ -242,3 +369,10 @@ class RedisStreamsTransport(MessageTransport):
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+    def is_transient(self, error: BaseException) -> bool:
+        if isinstance(error, RedisConnectionError | RedisTimeoutError | OSError):
+            return True
+        if isinstance(error, ResponseError):
+            return str(error).startswith(_TRANSIENT_REPLIES)
+        return super().is_transient(error)

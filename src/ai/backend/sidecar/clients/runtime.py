@@ -2,8 +2,14 @@
 
 Many calls are in flight at once, matched to their frames by ``id``. If the runtime goes away,
 every call in flight fails with :class:`RuntimeUnavailable` (the sidecar retries those
-envelopes) and the client reconnects with exponential backoff; new calls wait for the
-connection.
+envelopes as ``connection_error``), a call made meanwhile fails at once the same way, and the
+client reconnects with exponential backoff; the consume loop takes no new work until it is back
+(:attr:`RuntimeClient.is_open`).
+
+Nothing the runtime sends ends the connection task: a malformed ``hello`` is reported and the
+client connects again; a frame announced above ``max_frame`` fails its call with
+``frame_too_large`` (all calls in flight when its id cannot be seen) and the connection is
+dropped and made again, instead of reading the announced body.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ from ai.backend.common.framing import (
     IncompleteFrame,
     InvalidFrame,
     decode_body,
-    discard_frame_body,
     encode_frame,
     peek_frame_id,
     read_frame_bytes,
 )
 from ai.backend.common.log import BraceStyleAdapter
+
+from ..services.retrying import Backoff
 
 log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 
@@ -36,6 +43,8 @@ FrameListener = Callable[[dict[str, Any]], None]
 
 RECONNECT_MIN = 0.05
 RECONNECT_MAX = 2.0
+PEEK_BYTES = 512  # of an oversized frame's body, to find its call's id
+PEEK_TIMEOUT = 1.0
 
 
 def _expire(future: asyncio.Future[dict[str, Any]]) -> None:
@@ -45,6 +54,10 @@ def _expire(future: asyncio.Future[dict[str, Any]]) -> None:
 
 class RuntimeUnavailable(Exception):
     """The connection to the runtime was lost (or never made) while the call was in flight."""
+
+
+class InvalidHello(Exception):
+    """The runtime's first frame is not a usable ``hello``."""
 
 
 @dataclass
@@ -61,11 +74,38 @@ class RuntimeHello:
     models: list[dict[str, Any]] = field(default_factory=list)
     pid: int | None = None
 
+    @classmethod
+    def from_frame(cls, frame: dict[str, Any]) -> RuntimeHello:
+        """Raises :class:`InvalidHello` naming what is wrong."""
+        if frame.get("type") != "hello":
+            raise InvalidHello(f"expected hello, got a frame of type {frame.get('type')!r}")
+        concurrency = frame.get("concurrency", 1)
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidHello(f"hello.concurrency must be a positive integer: {concurrency!r}")
+        models = frame.get("models") or []
+        if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+            raise InvalidHello("hello.models must be a list of objects")
+        pid = frame.get("pid")
+        return cls(
+            handler=str(frame.get("handler", "")),
+            kind=str(frame.get("kind", "")),
+            concurrency=concurrency,
+            models=models,
+            pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+        )
+
 
 class RuntimeClient:
-    def __init__(self, socket_path: Path, *, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(
+        self,
+        socket_path: Path,
+        *,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
         self.socket_path = socket_path
         self.max_frame = max_frame
+        self._on_error = on_error  # counts an unexpected failure of the connection task
         self.hello: RuntimeHello | None = None
         self._writer: CoalescingWriter | None = None
         self._connected = asyncio.Event()
@@ -81,6 +121,14 @@ class RuntimeClient:
         assert self.hello is not None
         return self.hello
 
+    @property
+    def is_open(self) -> bool:
+        """Connected: calls can be made (the consume loop's gate)."""
+        return self._connected.is_set()
+
+    async def wait_open(self) -> None:
+        await self._connected.wait()
+
     async def call(
         self,
         call_id: str,
@@ -91,27 +139,24 @@ class RuntimeClient:
     ) -> dict[str, Any]:
         """Send a call and wait for its ``result`` frame; ``partial`` and ``progress`` frames go
         to ``on_frame``. Raises :class:`FrameTooLarge` if the call cannot be sent,
-        :class:`RuntimeUnavailable` if the connection drops first, and :class:`TimeoutError`
-        (after asking the runtime to cancel the call) when ``timeout`` seconds pass, waiting for
-        the connection included."""
+        :class:`RuntimeUnavailable` if there is no connection or it drops first, and
+        :class:`TimeoutError` (after asking the runtime to cancel the call) when ``timeout``
+        seconds pass."""
         data = encode_frame(frame, max_frame=self.max_frame)
+        writer = self._writer
+        if writer is None or not self._connected.is_set():
+            raise RuntimeUnavailable("the runtime is not connected")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         # one timer for the whole call: cheaper than a timeout context per call
         timer = loop.call_later(timeout, _expire, future)
         try:
-            if not self._connected.is_set():
-                waiter: asyncio.Future[Any] = asyncio.ensure_future(self._connected.wait())
-                either: set[asyncio.Future[Any]] = {waiter, future}
-                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-                if future.done():
-                    waiter.cancel()
-                    return future.result()  # raises TimeoutError
-            writer = self._writer
-            assert writer is not None
             self._pending[call_id] = _PendingCall(future, on_frame)
             writer.write(data)
-            await writer.drain_if_backed_up()
+            try:
+                await writer.drain_if_backed_up()
+            except ConnectionError as e:
+                raise RuntimeUnavailable(f"the connection to the runtime broke: {e}") from None
             try:
                 return await future
             except TimeoutError:
@@ -134,43 +179,45 @@ class RuntimeClient:
         self._fail_pending("the sidecar is shutting down")
 
     async def _maintain(self) -> None:
-        delay = RECONNECT_MIN
+        backoff = Backoff(RECONNECT_MIN, RECONNECT_MAX)
         while not self._closed:
             try:
                 reader, writer = await asyncio.open_unix_connection(
                     str(self.socket_path), limit=2**20
                 )
-            except (FileNotFoundError, ConnectionRefusedError, OSError) as e:
-                if delay == RECONNECT_MIN:
+            except OSError as e:
+                if backoff.attempts == 0:
                     log.info("waiting for the runtime at {} ({})", self.socket_path, e)
-                await asyncio.sleep(delay)  # reconnect backoff, not synchronisation
-                delay = min(delay * 2, RECONNECT_MAX)
+                await backoff.wait()
                 continue
+            served = False
             try:
-                await self._serve(reader, writer)
+                served = await self._serve(reader, writer)
+            except Exception:
+                log.exception("the runtime connection failed; connecting again")
+                if self._on_error is not None:
+                    self._on_error("runtime-connection")
             finally:
                 self._connected.clear()
                 self._writer = None
                 writer.close()
                 self._fail_pending("the connection to the runtime was lost")
-            delay = RECONNECT_MIN
+            if served:
+                backoff.reset()  # it worked: connect again at once
+            else:
+                await backoff.wait()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Serve one connection until it ends; false if the runtime never said a valid hello."""
         try:
             body = await read_frame_bytes(reader, max_frame=self.max_frame)
             if body is None:
-                return
-            hello = decode_body(body)
-            if hello.get("type") != "hello":
-                log.error("runtime sent {!r} before hello; reconnecting", hello.get("type"))
-                return
-            self.hello = RuntimeHello(
-                handler=str(hello.get("handler", "")),
-                kind=str(hello.get("kind", "")),
-                concurrency=int(hello.get("concurrency") or 1),
-                models=list(hello.get("models") or []),
-                pid=hello.get("pid"),
-            )
+                return False
+            try:
+                self.hello = RuntimeHello.from_frame(decode_body(body))
+            except (InvalidHello, InvalidFrame) as e:
+                log.error("the runtime's hello is not valid ({}); connecting again", e)
+                return False
             self._writer = CoalescingWriter(writer)
             self._connected.set()
             log.info(
@@ -183,38 +230,75 @@ class RuntimeClient:
                 try:
                     body = await read_frame_bytes(reader, max_frame=self.max_frame)
                 except FrameTooLarge as e:
-                    log.error("runtime sent a frame of {} bytes; skipped", e.size)
-                    await discard_frame_body(reader, e.size)
-                    continue
+                    await self._fail_oversized(reader, e)
+                    return True
                 if body is None:
-                    return
+                    return True
                 self._on_body(body)
-        except (IncompleteFrame, InvalidFrame, ConnectionError) as e:
+        except (IncompleteFrame, ConnectionError) as e:
             log.warning("runtime connection broken: {}", e)
+            return self._writer is not None
+
+    async def _fail_oversized(self, reader: asyncio.StreamReader, error: FrameTooLarge) -> None:
+        """The runtime announced a frame above ``max_frame``: fail its call (every call in
+        flight when its id cannot be read from the body's first bytes) with
+        ``frame_too_large``; the caller then drops the connection without reading the rest."""
+        try:
+            head = await asyncio.wait_for(
+                reader.readexactly(min(error.size, PEEK_BYTES)), PEEK_TIMEOUT
+            )
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            head = b""
+        call_id = peek_frame_id(head)
+        culprits = [call_id] if call_id in self._pending else list(self._pending)
+        log.error(
+            "runtime sent a frame of {} bytes (limit {}) for {}; reconnecting",
+            error.size,
+            error.limit,
+            call_id if call_id in self._pending else f"{len(culprits)} calls in flight",
+        )
+        for culprit in culprits:
+            self._resolve(
+                culprit,
+                {
+                    "type": "result",
+                    "id": culprit,
+                    "status": "error",
+                    "error": "frame_too_large",
+                    "message": f"the runtime's answer is too large: {error}",
+                },
+            )
+
+    def _resolve(self, call_id: str | None, result: dict[str, Any]) -> None:
+        pending = self._pending.pop(call_id, None) if call_id else None
+        if pending is not None and not pending.future.done():
+            pending.future.set_result(result)
 
     def _on_body(self, body: bytes) -> None:
         try:
             frame = decode_body(body)
         except InvalidFrame as e:
             call_id = peek_frame_id(body)
-            pending = self._pending.pop(call_id, None) if call_id else None
             log.error("runtime sent an invalid frame (call {}): {}", call_id, e)
-            if pending is not None and not pending.future.done():
-                pending.future.set_result(
-                    {
-                        "type": "result",
-                        "id": call_id,
-                        "status": "error",
-                        "error": "invalid_json",
-                        "message": f"the runtime sent an invalid frame: {e}",
-                    }
-                )
+            self._resolve(
+                call_id,
+                {
+                    "type": "result",
+                    "id": call_id,
+                    "status": "error",
+                    "error": "invalid_json",
+                    "message": f"the runtime sent an invalid frame: {e}",
+                },
+            )
             return
         kind = frame.get("type")
-        call = self._pending.get(frame.get("id"))  # type: ignore[arg-type]
+        call_id = frame.get("id")
+        call = self._pending.get(call_id) if isinstance(call_id, str) else None
         if call is None:
             if kind == "error":
                 log.error("runtime reports {}: {}", frame.get("error"), frame.get("message"))
+            elif kind == "hello":
+                log.warning("runtime said hello again on a connection; ignored")
             return  # a late frame of a cancelled or timed-out call
         if kind == "result":
             if not call.future.done():
@@ -223,7 +307,10 @@ class RuntimeClient:
             if not call.future.done():
                 call.future.set_result({**frame, "type": "result", "status": "error"})
         elif call.on_frame is not None:
-            call.on_frame(frame)
+            try:
+                call.on_frame(frame)
+            except Exception:
+                log.exception("could not handle a {} frame of call {}", kind, call_id)
 
     def _fail_pending(self, reason: str) -> None:
         pending, self._pending = self._pending, {}

@@ -1,10 +1,15 @@
 """The consume loop shared by actor sidecars and the crew.
 
-Keeps up to ``concurrency`` envelopes in flight; commits their outcomes in batches (one MULTI
-for everything that finished together); periodically reclaims entries that dead replicas left
-pending, refreshes the idle time of its own in-flight entries so that nobody reclaims them from
-a live replica, moves due retries back to their streams, and trims its stream below the oldest
-entry still pending or undelivered.
+Keeps up to ``concurrency`` envelopes in flight: one task hands out the slots, to entries that
+silent replicas left pending (reclaimed every ``claim_idle / 3`` seconds, walking the whole
+pending list) and to new entries alike, so together they never exceed it; and it takes no new
+work while its handler is not ready (the runtime is away). Commits outcomes in batches, retrying
+while Redis is away and isolating an outcome Redis rejects from the rest of its batch.
+Periodically: moves due retries back to their streams, refreshes the idle time of its own
+in-flight entries (only those it still owns) so that nobody reclaims them from a live replica,
+and trims its stream below the oldest entry still pending or undelivered. An entry delivered
+more than ``max_deliveries`` times is dead-lettered unprocessed (a poison message). No error of
+Redis or of its own tasks ends the loop: each is logged once and counted.
 """
 
 from __future__ import annotations
@@ -13,25 +18,43 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Protocol
 
-from ai.backend.common.aio import MicroBatcher, cancel_and_wait
+from ai.backend.common.aio import MicroBatcher, Stopped, cancel_and_wait, unless_stopped
 from ai.backend.common.dto.envelope import Envelope
 from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.base import Delivery, MessageTransport, Outcome
 
 from ..metrics import SidecarMetrics
 from .cancellation import CancelledJobs
+from .failures import CallFailure
 from .processor import bad_envelope_outcome, parse_envelope
+from .retrying import Backoff, RedisRetrier
 
 log = BraceStyleAdapter(logging.getLogger(__spec__.name))
-
-EnvelopeHandler = Callable[[Delivery, Envelope], Awaitable[Outcome]]
 
 CONSUME_BLOCK = 0.5
 PROMOTE_INTERVAL = 0.1
 TRIM_INTERVAL = 60.0  # the stream keeps only what is pending or undelivered (XTRIM MINID)
+
+
+class EnvelopeHandler(Protocol):
+    async def handle(self, delivery: Delivery, envelope: Envelope) -> Outcome:
+        """What processing the envelope turned into (committed by the loop with the ack)."""
+
+    def abandon(self, delivery: Delivery, envelope: Envelope, failure: CallFailure) -> Outcome:
+        """The outcome of an envelope that will not be processed (its delivery limit passed)."""
+
+
+class WorkGate(Protocol):
+    """Whether the handler can take work now (an actor's runtime is connected)."""
+
+    @property
+    def is_open(self) -> bool: ...
+
+    async def wait_open(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -41,17 +64,21 @@ class ConsumerSettings:
     concurrency: int
     claim_idle: float
     shutdown_grace: float = 30.0
+    max_deliveries: int = 5
 
 
 class BatchCommitter:
     """Commits the outcomes of deliveries that finish close together in one transaction."""
 
-    def __init__(self, transport: MessageTransport) -> None:
+    def __init__(self, transport: MessageTransport, retrier: RedisRetrier) -> None:
         self._transport = transport
-        self._batcher: MicroBatcher[Outcome, None] = MicroBatcher(self._commit_all)
+        self._retrier = retrier
+        self._batcher: MicroBatcher[Outcome, None] = MicroBatcher(
+            self._commit_all, isolate_when=lambda e: not transport.is_transient(e)
+        )
 
     async def commit(self, outcome: Outcome) -> None:
-        await self._batcher.submit(outcome)
+        await self._retrier.call("commit", lambda: self._batcher.submit(outcome))
 
     async def _commit_all(self, outcomes: list[Outcome]) -> list[None]:
         merged = Outcome()
@@ -68,36 +95,98 @@ class ConsumerLoop:
         settings: ConsumerSettings,
         handler: EnvelopeHandler,
         metrics: SidecarMetrics,
+        *,
         cancelled: CancelledJobs | None = None,
+        gate: WorkGate | None = None,
     ) -> None:
         self.transport = transport
         self.settings = settings
         self.handler = handler
         self.metrics = metrics
         self.cancelled = cancelled
-        self.committer = BatchCommitter(transport)
+        self.gate = gate
+        self.retrier = RedisRetrier(transport, metrics)
+        self.committer = BatchCommitter(transport, self.retrier)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._slot_free = asyncio.Event()
 
+    @property
+    def free_slots(self) -> int:
+        return self.settings.concurrency - len(self._in_flight)
+
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        await self.transport.register_consumer(s.queue, s.consumer)
+        try:
+            await unless_stopped(
+                self.retrier.call(
+                    "registering the consumer",
+                    lambda: self.transport.register_consumer(s.queue, s.consumer),
+                ),
+                stop,
+            )
+        except Stopped:
+            return
         maintenance = asyncio.create_task(self._maintain(stop), name="consumer-maintenance")
         try:
-            while not stop.is_set():
-                free = s.concurrency - len(self._in_flight)
-                if free <= 0:
-                    self._slot_free.clear()
-                    await _first_of(self._slot_free.wait(), stop.wait())
-                    continue
-                deliveries = await self.transport.consume(
-                    s.queue, s.consumer, count=free, block=CONSUME_BLOCK
-                )
-                for delivery in deliveries:
-                    self._start(delivery)
+            await self._consume(stop)
         finally:
             await cancel_and_wait(maintenance)
             await self._drain()
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        """Hand out free slots: to entries silent replicas left pending (every
+        ``claim_idle / 3`` seconds), then to new entries. Slots are counted and filled in this
+        one task, so an await in between cannot let more than ``concurrency`` in."""
+        s = self.settings
+        claim_every = max(s.claim_idle / 3, PROMOTE_INTERVAL)
+        next_claim = time.monotonic() + claim_every
+        backoff = Backoff()
+        while not stop.is_set():
+            if self.gate is not None and not self.gate.is_open:
+                log.warning("{}: the runtime is away; taking no new work until it is back", s.queue)
+                await _first_of(self.gate.wait_open(), stop.wait())
+                continue
+            if self.free_slots <= 0:
+                self._slot_free.clear()
+                await _first_of(self._slot_free.wait(), stop.wait())
+                continue
+            try:
+                if time.monotonic() >= next_claim:
+                    for delivery in await self.transport.claim_idle(
+                        s.queue, s.consumer, min_idle=s.claim_idle, count=self.free_slots
+                    ):
+                        self._reclaimed(delivery)
+                    next_claim = time.monotonic() + claim_every
+                    if self.free_slots <= 0:
+                        continue
+                deliveries = await self.transport.consume(
+                    s.queue, s.consumer, count=self.free_slots, block=CONSUME_BLOCK
+                )
+            except Exception as e:
+                self._log_loop_error("reading the stream", e, backoff)
+                await _first_of(backoff.wait(), stop.wait())
+                continue
+            backoff.reset()
+            for delivery in deliveries:
+                self._start(delivery)
+
+    def _reclaimed(self, delivery: Delivery) -> None:
+        self.metrics.reclaimed.inc()
+        log.info(
+            "reclaimed {} from a silent replica (delivery {})",
+            delivery.message_id,
+            delivery.deliveries,
+        )
+        self._start(delivery)
+
+    def _log_loop_error(self, what: str, error: Exception, backoff: Backoff) -> None:
+        if self.transport.is_transient(error):
+            self.metrics.redis_retries.inc()
+            if backoff.attempts == 0:
+                log.warning("{} of {} failed ({}); retrying", what, self.settings.queue, error)
+        else:
+            self.metrics.count_error(what)
+            log.exception("{} of {} failed; retrying", what, self.settings.queue)
 
     def _start(self, delivery: Delivery) -> None:
         if delivery.message_id in self._in_flight:
@@ -114,7 +203,21 @@ class ConsumerLoop:
         self._slot_free.set()
 
     async def _process(self, delivery: Delivery) -> None:
+        """Every exception ends here, logged once and counted; the entry then stays pending
+        and is reclaimed after ``claim_idle`` (its delivery count bounds how often)."""
         started = time.perf_counter()
+        try:
+            outcome = await self._outcome_of(delivery)
+            await self.committer.commit(outcome)
+        except Exception:
+            self.metrics.count_error("process")
+            log.exception(
+                "could not finish {} of {}; it stays pending", delivery.message_id, delivery.queue
+            )
+            return
+        self.metrics.processing_seconds.observe(time.perf_counter() - started)
+
+    async def _outcome_of(self, delivery: Delivery) -> Outcome:
         envelope, problem = parse_envelope(delivery)
         if envelope is None:
             log.warning(
@@ -123,45 +226,59 @@ class ConsumerLoop:
                 delivery.queue,
                 problem,
             )
-            outcome = bad_envelope_outcome(delivery, problem)
-        elif self.cancelled is not None and envelope.job_key in self.cancelled:
+            return bad_envelope_outcome(delivery, problem)
+        limit = self.settings.max_deliveries
+        if delivery.deliveries > limit:
+            self.metrics.delivery_limit.inc()
+            log.error(
+                "envelope {} of job {} was delivered {} times without an outcome; dead-lettered",
+                envelope.id,
+                envelope.job_key,
+                delivery.deliveries,
+            )
+            return self.handler.abandon(
+                delivery, envelope, CallFailure.delivery_limit(delivery.deliveries, limit)
+            )
+        if self.cancelled is not None and envelope.job_key in self.cancelled:
             log.info("skipping envelope {} of cancelled job {}", envelope.id, envelope.job_key)
-            outcome = Outcome(acks=[delivery])
-        else:
-            outcome = await self.handler(delivery, envelope)
-        try:
-            await self.committer.commit(outcome)
-        except Exception:
-            # left pending: this replica or another one reclaims it after claim_idle
-            log.exception("could not commit the outcome of {}", delivery.message_id)
-            return
-        self.metrics.processing_seconds.observe(time.perf_counter() - started)
+            return Outcome(acks=[delivery])
+        return await self.handler.handle(delivery, envelope)
 
     async def _maintain(self, stop: asyncio.Event) -> None:
         s = self.settings
-        claim_every = max(s.claim_idle / 3, PROMOTE_INTERVAL)
-        next_claim = time.monotonic() + claim_every
+        touch_every = max(s.claim_idle / 3, PROMOTE_INTERVAL)
+        next_touch = time.monotonic() + touch_every
         next_trim = time.monotonic() + TRIM_INTERVAL
+        backoff = Backoff()
         while not stop.is_set():
             try:
                 await self.transport.promote_due()
                 if time.monotonic() >= next_trim:
-                    next_trim = time.monotonic() + TRIM_INTERVAL
                     await self.transport.trim(s.queue)
-                if time.monotonic() >= next_claim:
-                    next_claim = time.monotonic() + claim_every
-                    await self.transport.touch(s.queue, s.consumer, list(self._in_flight))
-                    free = s.concurrency - len(self._in_flight)
-                    if free > 0:
-                        claimed = await self.transport.claim_idle(
-                            s.queue, s.consumer, min_idle=s.claim_idle, count=free
-                        )
-                        for delivery in claimed:
-                            log.info("reclaimed {} from a silent replica", delivery.message_id)
-                            self._start(delivery)
-            except Exception:
-                log.exception("maintenance of {} failed; trying again", s.queue)
+                    next_trim = time.monotonic() + TRIM_INTERVAL
+                if time.monotonic() >= next_touch:
+                    await self._keep_in_flight()
+                    next_touch = time.monotonic() + touch_every
+            except Exception as e:
+                self._log_loop_error("maintenance", e, backoff)
+                await _first_of(backoff.wait(), stop.wait())
+                continue
+            backoff.reset()
             await _first_of(asyncio.sleep(PROMOTE_INTERVAL), stop.wait())  # a timer
+
+    async def _keep_in_flight(self) -> None:
+        """Refresh the idle time of this replica's in-flight entries, so that nobody reclaims
+        them from it; say which ones another replica took over all the same."""
+        s = self.settings
+        taken = await self.transport.touch(s.queue, s.consumer, list(self._in_flight))
+        for message_id in taken:
+            self.metrics.taken_over.inc()
+            log.warning(
+                "{} of {} was reclaimed by another replica while in flight here; its outcome"
+                " will be written twice",
+                message_id,
+                s.queue,
+            )
 
     async def _drain(self) -> None:
         """Let in-flight work finish (up to the grace period); what does not stays pending in
@@ -178,6 +295,7 @@ class ConsumerLoop:
 
 
 async def _first_of(*waits: Awaitable[object]) -> None:
+    """Wait for the first of ``waits``; the others are cancelled."""
     tasks = [asyncio.ensure_future(w) for w in waits]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

@@ -1,31 +1,35 @@
 """Job events off the hot path: handlers enqueue, one task writes them to ``bai:events`` in
-pipelined batches (DESIGN.md §4.1a). Non-terminal events only; terminal ones are written by the
-crew atomically with the job's branch accounting."""
+batches, one script call per batch (DESIGN.md §4.1a). Non-terminal events only; terminal ones
+are written by the crew through the job's end guard.
+
+While Redis is away the batch in hand is retried with backoff and new events wait in a queue
+bounded by count and by bytes (a partial may be large); beyond either bound new events are
+dropped and counted, since progress is advisory and must never stall the data plane.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError
 
-from ai.backend.common.aio import cancel_and_wait
 from ai.backend.common.dto.envelope import Envelope
 from ai.backend.common.log import BraceStyleAdapter
-from ai.backend.common.transport.redis_streams import RedisStreamsTransport
+from ai.backend.common.transport.redis_streams import EVENT_FIELD, RedisStreamsTransport, now_iso
+
+from ..metrics import SidecarMetrics
+from .retrying import Backoff
 
 log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 
-EVENT_FIELD = b"ev"
 MAX_BATCH = 512
-MAX_QUEUED = 100_000  # while Redis is unreachable; beyond it new events are dropped (counted)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+MAX_QUEUED = 100_000
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
+CLOSE_TIMEOUT = 5.0  # on close, how long queued events may take to get out
 
 
 def event_fields(envelope: Envelope, kind: str, actor: str) -> dict[str, Any]:
@@ -42,42 +46,94 @@ def event_fields(envelope: Envelope, kind: str, actor: str) -> dict[str, Any]:
 
 
 class EventPublisher:
-    def __init__(self, transport: RedisStreamsTransport) -> None:
+    def __init__(
+        self,
+        transport: RedisStreamsTransport,
+        metrics: SidecarMetrics,
+        *,
+        max_queued: int = MAX_QUEUED,
+        max_queued_bytes: int = MAX_QUEUED_BYTES,
+    ) -> None:
         self._transport = transport
+        self._metrics = metrics
+        self._max_queued = max_queued
+        self._max_queued_bytes = max_queued_bytes
         self._stream = transport.keys.events
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._queued_bytes = 0
+        self._ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
+
+    @property
+    def queued(self) -> tuple[int, int]:
+        """Events waiting to be written, and their bytes."""
+        return len(self._queue), self._queued_bytes
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-publisher")
 
     def emit(self, event: dict[str, Any]) -> None:
-        if self._queue.qsize() >= MAX_QUEUED:
+        event.setdefault("at", now_iso())
+        data = orjson.dumps(event)
+        if self._queue and (
+            len(self._queue) >= self._max_queued
+            or self._queued_bytes + len(data) > self._max_queued_bytes
+        ):
             self.dropped += 1
+            self._metrics.events_dropped.inc()
             if self.dropped % 10_000 == 1:
                 log.warning("job events are not getting out; {} dropped so far", self.dropped)
             return
-        event.setdefault("at", now_iso())
-        self._queue.put_nowait(orjson.dumps(event))
+        self._queue.append(data)
+        self._queued_bytes += len(data)
+        self._idle.clear()
+        self._ready.set()
 
     async def close(self) -> None:
-        """Write what is queued, then stop."""
+        """Write what is queued (for up to ``CLOSE_TIMEOUT`` seconds), then stop."""
         if self._task is None:
             return
-        await self._queue.join()
-        await cancel_and_wait(self._task)
+        try:
+            await asyncio.wait_for(self._idle.wait(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("{} job events were not written before shutdown", len(self._queue))
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    def _take_batch(self) -> list[bytes]:
+        batch: list[bytes] = []
+        size = 0
+        while self._queue and len(batch) < MAX_BATCH and (not batch or size < MAX_BATCH_BYTES):
+            data = self._queue.popleft()
+            batch.append(data)
+            size += len(data)
+        self._queued_bytes -= size
+        return batch
 
     async def _run(self) -> None:
+        backoff = Backoff()
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._transport.append_many(self._stream, EVENT_FIELD, batch)
-            except RedisError as e:
-                # progress events are advisory: losing some beats stalling the data plane
-                log.warning("could not publish {} job events: {}", len(batch), e)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+            if not self._queue:
+                self._idle.set()
+                self._ready.clear()
+                await self._ready.wait()
+            batch = self._take_batch()
+            while True:
+                try:
+                    await self._transport.append_many(self._stream, EVENT_FIELD, batch)
+                except Exception as e:
+                    if not self._transport.is_transient(e):
+                        log.error("dropped {} job events Redis refused: {}", len(batch), e)
+                        self._metrics.events_dropped.inc(len(batch))
+                        break
+                    if backoff.attempts == 0:
+                        log.warning("cannot write job events ({}); retrying", e)
+                    await backoff.wait()
+                    continue
+                if backoff.attempts:
+                    log.info("job events are getting out again")
+                backoff.reset()
+                break

@@ -53,6 +53,15 @@ class CallFailure:
             retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
         )
 
+    @classmethod
+    def delivery_limit(cls, deliveries: int, limit: int) -> CallFailure:
+        """An envelope whose stream entry was delivered ``deliveries`` times without an outcome."""
+        return cls(
+            ErrorCode.PROCESSING_ERROR,
+            f"delivered {deliveries} times without an outcome (retry.max_deliveries is {limit})",
+            reason="delivery_limit",
+        )
+
     def to_error(self, *, actor: str, attempt: int, reason: str | None = None) -> dict[str, Any]:
         """The ``error`` of the envelope sent to ``error-end`` (a ``JobError``); the reason
         defaults to the failure's own, else its code."""

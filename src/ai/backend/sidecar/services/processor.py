@@ -17,7 +17,7 @@ from ai.backend.common.dto.envelope import Envelope
 from ai.backend.common.dto.job_event import ErrorCode
 from ai.backend.common.framing import FrameTooLarge
 from ai.backend.common.log import BraceStyleAdapter
-from ai.backend.common.transport.base import DeadLetter, DelayedMessage, Delivery, Outcome
+from ai.backend.common.transport.base import DeadLetter, DelayedMessage, Delivery, FanOut, Outcome
 
 from ..clients.runtime import RuntimeClient, RuntimeUnavailable
 from ..metrics import SidecarMetrics
@@ -76,13 +76,13 @@ class ActorProcessor:
         if isinstance(answer, CallFailure):
             return self._after_failure(delivery, envelope, answer)
         self.metrics.processed.inc()
-        children, added_branches = successors(envelope, answer)
+        children, fanned_out = successors(envelope, answer)
         outcome = Outcome(
             publish=[(c.route.current_actor, c.to_json_bytes()) for c in children],
             acks=[delivery],
         )
-        if added_branches:
-            outcome.branch_deltas.append((envelope.job_key, added_branches))
+        if fanned_out:
+            outcome.fan_outs.append(FanOut(envelope.job_key, envelope.id, len(children)))
         return outcome
 
     async def _call(self, delivery: Delivery, envelope: Envelope) -> Any | CallFailure:
@@ -132,6 +132,10 @@ class ActorProcessor:
         if result.get("status") == "ok":
             return result.get("result")
         return CallFailure.from_result_frame(result)
+
+    def abandon(self, delivery: Delivery, envelope: Envelope, failure: CallFailure) -> Outcome:
+        """Not processed (a poison message): ``error-end`` and the DLQ."""
+        return self._fail(delivery, envelope, failure, dead_letter=True)
 
     def _after_failure(
         self, delivery: Delivery, envelope: Envelope, failure: CallFailure

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ai.backend.common.dto.base import ERROR_END, HAPPY_END
-from ai.backend.common.dto.envelope import Envelope, Route, new_envelope_id
+from ai.backend.common.dto.envelope import Envelope, Route, child_envelope_id
 
 
 def _route_to(envelope: Envelope, crew: str) -> Route:
@@ -25,16 +25,17 @@ def _successor(envelope: Envelope, **changes: Any) -> Envelope:
     return envelope.model_copy(update={**base, **changes})
 
 
-def successors(envelope: Envelope, result: Any) -> tuple[list[Envelope], int]:
-    """The envelopes a successful call produces, and how many branches the fan-out added."""
+def successors(envelope: Envelope, result: Any) -> tuple[list[Envelope], bool]:
+    """The envelopes a successful call produces, and whether they are a fan-out (children with
+    ids derived from the parent's and their index, so a repeated fan-out repeats them)."""
     if result is None or result == []:
-        return [_successor(envelope, route=_route_to(envelope, HAPPY_END))], 0
+        return [_successor(envelope, route=_route_to(envelope, HAPPY_END))], False
     route = _next_route(envelope)
     if isinstance(result, list):
         children = [
             _successor(
                 envelope,
-                id=new_envelope_id(),
+                id=child_envelope_id(envelope.id, index),
                 parent_id=envelope.id,
                 route=route,
                 payload=item,
@@ -42,8 +43,8 @@ def successors(envelope: Envelope, result: Any) -> tuple[list[Envelope], int]:
             )
             for index, item in enumerate(result)
         ]
-        return children, len(children) - 1
-    return [_successor(envelope, route=route, payload=result)], 0
+        return children, True
+    return [_successor(envelope, route=route, payload=result)], False
 
 
 def retry_envelope(envelope: Envelope) -> Envelope:

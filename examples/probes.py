@@ -1,0 +1,27 @@
+"""Handlers that report on how they are called, for tests of the data plane's limits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+_lock = threading.Lock()
+_running = 0
+_most = 0
+
+
+def concurrency_probe(payload: dict[str, Any]) -> dict[str, Any]:
+    """Sleeps ``payload["seconds"]`` and returns the most calls this runtime has seen running at
+    once so far (``most_at_once``)."""
+    global _running, _most
+    with _lock:
+        _running += 1
+        _most = max(_most, _running)
+    try:
+        time.sleep(float(payload.get("seconds", 0.5)))
+    finally:
+        with _lock:
+            _running -= 1
+    with _lock:
+        return {**payload, "most_at_once": _most}

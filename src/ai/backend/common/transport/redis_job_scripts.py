@@ -1,0 +1,94 @@
+"""Lua scripts that end jobs (DESIGN.md §4.1, §4.1a): every terminal write goes through the job's
+end guard ``job:{id}:end``, so the first of ``succeeded`` / ``failed`` / ``cancelled`` wins and a
+job has exactly one terminal event. See :meth:`RedisKeys.job_state` for the fields of a job's
+state."""
+
+from __future__ import annotations
+
+# Ends the branches of a batch of deliveries, each in turn, each acknowledged after its writes.
+# KEYS, four per branch: job state, job end guard, events stream, the crew's stream.
+# ARGV = state ttl, end ttl, the error of a job whose state was lost (JSON), then seven per
+#   branch: envelope id, branch field, tagged outcome ("s" + result JSON | "f" + error JSON),
+#   event head (the terminal event's JSON object without kind, result, error, data and its
+#   closing brace), fanned out ("1"/"0"), the crew's group, the delivery's entry id.
+# Returns per branch: open branches left (>= 0), -1 already ended (this envelope), -2 the job's
+# terminal event written, -3 the job had ended already, -4 the job's state was lost: ended failed.
+END_BRANCHES = """
+local state_ttl, end_ttl, lost_error = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+
+local function finish(k, a, kind, body, branches)
+  redis.call('SET', KEYS[k + 2], kind, 'EX', end_ttl)
+  redis.call('XADD', KEYS[k + 3], '*', 'ev',
+             ARGV[a + 3] .. ',"kind":"' .. kind .. '",' .. body
+             .. ',"data":{"branches":' .. branches .. '}}')
+  redis.call('DEL', KEYS[k + 1])
+end
+
+local function end_branch(k, a)
+  local state = KEYS[k + 1]
+  if redis.call('EXISTS', KEYS[k + 2]) == 1 then return -3 end
+  if redis.call('HSETNX', state, 'd:' .. ARGV[a], '1') == 0 then return -1 end
+  if ARGV[a + 4] == '1' and redis.call('HEXISTS', state, 'open') == 0 then
+    -- a fan-out child, but the fan-out is not recorded: the job's state expired or was deleted
+    finish(k, a, 'failed', '"error":' .. lost_error, 0)
+    return -4
+  end
+  redis.call('HSET', state, 'o:' .. ARGV[a + 1], ARGV[a + 2])
+  local open = redis.call('HINCRBY', state, 'open', -1)
+  if open >= 0 then
+    redis.call('EXPIRE', state, state_ttl)
+    return open
+  end
+  local flat = redis.call('HGETALL', state)
+  local outcomes = {}
+  for i = 1, #flat, 2 do
+    if string.sub(flat[i], 1, 2) == 'o:' then outcomes[#outcomes + 1] = {flat[i], flat[i + 1]} end
+  end
+  table.sort(outcomes, function(x, y) return x[1] < y[1] end)
+  local first_error, results = nil, {}
+  for _, entry in ipairs(outcomes) do
+    local tag, body = string.sub(entry[2], 1, 1), string.sub(entry[2], 2)
+    if tag == 'f' then
+      if first_error == nil then first_error = body end
+    else
+      results[#results + 1] = body
+    end
+  end
+  if first_error then
+    finish(k, a, 'failed', '"error":' .. first_error, #outcomes)
+  else
+    local result = results[1]
+    if ARGV[a + 4] == '1' then result = '{"results":[' .. table.concat(results, ',') .. ']}' end
+    finish(k, a, 'succeeded', '"result":' .. result, #outcomes)
+  end
+  return -2
+end
+
+local answers = {}
+for i = 0, #KEYS / 4 - 1 do
+  local k, a = i * 4, 4 + i * 7
+  answers[i + 1] = end_branch(k, a)
+  redis.call('XACK', KEYS[k + 4], ARGV[a + 5], ARGV[a + 6])
+end
+return answers
+"""
+
+# Cancels a job unless it has ended: end guard, state dropped, cancel set (scored by Redis time,
+# entries older than the end ttl pruned), the news published, the ``cancelled`` event.
+# KEYS = job end guard, job state, cancel set, events stream.
+# ARGV = job id, end ttl, event JSON, cancel channel.
+# Returns {1, "cancelled"}, or {0, the kind the job had ended as}.
+CANCEL_JOB = """
+local ended = redis.call('GET', KEYS[1])
+if ended then return {0, ended} end
+local ttl = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], 'cancelled', 'EX', ttl)
+redis.call('DEL', KEYS[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+redis.call('ZADD', KEYS[3], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
+redis.call('PUBLISH', ARGV[4], string.format('%.6f', now) .. ' ' .. ARGV[1])
+redis.call('XADD', KEYS[4], '*', 'ev', ARGV[3])
+return {1, 'cancelled'}
+"""

@@ -1,0 +1,109 @@
+"""Job events while Redis is away: kept and written once it is back, within bounds of count
+and bytes, beyond which new ones are dropped and counted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import orjson
+import pytest
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from ai.backend.common.transport.redis_streams import RedisStreamsTransport
+from ai.backend.sidecar.metrics import SidecarMetrics
+from ai.backend.sidecar.services.events import EventPublisher
+
+
+class UnreachableTransport(RedisStreamsTransport):
+    """Fails every write with a connection error until ``reachable`` is set."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        super().__init__(redis, prefix=prefix)
+        self.reachable = asyncio.Event()
+        self.failed_writes = 0
+
+    async def append_many(self, stream: str, field: bytes, bodies: Sequence[bytes]) -> None:
+        if not self.reachable.is_set():
+            self.failed_writes += 1
+            raise redis_errors.ConnectionError("Error 111 connecting to 127.0.0.1:6379.")
+        await super().append_many(stream, field, bodies)
+
+
+@pytest.fixture
+def away(redis_client: Redis, key_prefix: str) -> UnreachableTransport:
+    return UnreachableTransport(redis_client, key_prefix)
+
+
+@pytest.fixture
+async def metrics() -> SidecarMetrics:
+    return SidecarMetrics("events-test")
+
+
+@pytest.fixture
+async def publisher(
+    away: UnreachableTransport, metrics: SidecarMetrics
+) -> AsyncIterator[EventPublisher]:
+    events = EventPublisher(away, metrics, max_queued=3, max_queued_bytes=1000)
+    events.start()
+    yield events
+    away.reachable.set()
+    await events.close()
+
+
+async def written(redis: Redis, transport: RedisStreamsTransport, count: int) -> list[Any]:
+    for _ in range(500):
+        entries: Any = await redis.xrange(transport.keys.events)
+        if len(entries) >= count:
+            return [orjson.loads(fields[b"ev"])["data"] for _id, fields in entries]
+        await asyncio.sleep(0.01)
+    raise TimeoutError(f"fewer than {count} events were written")
+
+
+async def wait_failed_writes(transport: UnreachableTransport, count: int) -> None:
+    while transport.failed_writes < count:
+        await asyncio.sleep(0.01)
+
+
+async def test_events_wait_for_redis_and_keep_their_order(
+    publisher: EventPublisher, away: UnreachableTransport, redis_client: Redis
+) -> None:
+    for i in range(3):
+        publisher.emit({"kind": "progress", "data": i})
+    await wait_failed_writes(away, 2)  # tried, and tried again
+    away.reachable.set()
+    assert await written(redis_client, away, 3) == [0, 1, 2]
+    assert publisher.dropped == 0
+
+
+async def test_the_queue_is_bounded_by_count(
+    publisher: EventPublisher, away: UnreachableTransport, redis_client: Redis
+) -> None:
+    publisher.emit({"kind": "progress", "data": "in hand"})
+    await wait_failed_writes(away, 1)  # the first event is the batch being retried
+    for i in range(5):
+        publisher.emit({"kind": "progress", "data": i})
+    assert publisher.queued[0] == 3
+    assert publisher.dropped == 2
+    away.reachable.set()
+    assert await written(redis_client, away, 4) == ["in hand", 0, 1, 2]
+
+
+async def test_the_queue_is_bounded_by_bytes(
+    publisher: EventPublisher,
+    away: UnreachableTransport,
+    redis_client: Redis,
+    metrics: SidecarMetrics,
+) -> None:
+    publisher.emit({"kind": "partial", "data": "in hand"})
+    await wait_failed_writes(away, 1)
+    publisher.emit({"kind": "partial", "data": "a" * 600})
+    publisher.emit({"kind": "partial", "data": "b" * 600})  # 1,200 bytes queued: dropped
+    publisher.emit({"kind": "partial", "data": "c"})
+    assert publisher.dropped == 1
+    dropped = {"actor": "events-test"}
+    assert metrics.registry.get_sample_value("bai_sidecar_events_dropped_total", dropped) == 1
+    away.reachable.set()
+    assert await written(redis_client, away, 3) == ["in hand", "a" * 600, "c"]
