@@ -172,11 +172,16 @@ class DataPlane:
 
         await self.wait_for(quiet, what="no stream with work left", timeout=timeout)
 
-    async def dead_letters(self, actor: str) -> list[dict[str, Any]]:
+    async def dead_letter_entries(self, actor: str) -> list[tuple[bytes, dict[str, Any]]]:
+        """The actor's dead letters as they are: the original message's bytes, and the error."""
         entries: Any = await self.redis.xrange(self.keys.dead_letters(actor))
+        return [(f[b"e"], orjson.loads(f[b"err"])) for _id, f in entries]
+
+    async def dead_letters(self, actor: str) -> list[dict[str, Any]]:
+        """The actor's dead letters whose messages are envelopes, parsed."""
         return [
-            {"envelope": orjson.loads(f[b"e"]), "error": orjson.loads(f[b"err"])}
-            for _id, f in entries
+            {"envelope": orjson.loads(body), "error": error}
+            for body, error in await self.dead_letter_entries(actor)
         ]
 
     async def wait_for(
