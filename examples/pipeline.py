@@ -3,6 +3,7 @@ turns ``{"value": 10}`` into ``{"value": 25}``."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ai.backend.runtime import Context
@@ -14,6 +15,12 @@ def echo(payload: Any) -> Any:
 
 def double(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "value": payload["value"] * 2}
+
+
+def double_slowly(payload: dict[str, Any]) -> dict[str, Any]:
+    """``double`` that takes 200 ms, like a small model call (work in flight for fault tests)."""
+    time.sleep(0.2)
+    return double(payload)
 
 
 def increment(payload: dict[str, Any]) -> dict[str, Any]:

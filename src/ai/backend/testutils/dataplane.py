@@ -152,12 +152,16 @@ class DataPlane:
             if stream.endswith(":dlq"):
                 continue
             actor = stream.removeprefix(self.keys.actor_stream_prefix)
+            info: Any = await self.redis.xinfo_stream(stream)
             groups: Any = await self.redis.xinfo_groups(stream)
-            if not groups and await self.redis.xlen(stream):
+            if not groups and info["length"]:
                 busy.append(actor)
             for group in groups:
-                lag = group.get("lag")
-                if group["pending"] or lag is None or lag:
+                # lag is unknown after deletions: then compare with the newest entry's id
+                undelivered = group.get("lag")
+                if undelivered is None:
+                    undelivered = group["last-delivered-id"] != info["last-generated-id"]
+                if group["pending"] or undelivered:
                     busy.append(actor)
         if await self.redis.zcard(self.keys.retry):
             busy.append("retry")
