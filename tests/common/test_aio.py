@@ -71,6 +71,27 @@ async def test_a_transient_error_is_not_isolated() -> None:
     assert calls == [["a", "b"]]
 
 
+async def test_submitters_of_a_cancelled_batch_do_not_wait_forever() -> None:
+    started = asyncio.Event()
+    calls: list[list[str]] = []
+
+    async def stuck_once(items: list[str]) -> list[str | Exception]:
+        calls.append(items)
+        if len(calls) == 1:
+            started.set()
+            await asyncio.Event().wait()  # the first batch never returns
+        return [item.upper() for item in items]
+
+    batcher: MicroBatcher[str, str] = MicroBatcher(stuck_once)
+    waiting = asyncio.gather(batcher.submit("a"), batcher.submit("b"), return_exceptions=True)
+    await started.wait()
+    assert batcher._flusher is not None
+    batcher._flusher.cancel()
+    results = await asyncio.wait_for(waiting, 5)
+    assert [repr(r) for r in results] == ["RuntimeError('the batch was cancelled')"] * 2
+    assert await asyncio.wait_for(batcher.submit("c"), 5) == "C"  # a new flush serves it
+
+
 async def test_cancel_and_wait() -> None:
     started = asyncio.Event()
 

@@ -58,6 +58,14 @@ def test_user_routes_may_not_name_the_crew() -> None:
     assert Route.for_user(["doubler"]).actors == ["doubler"]
 
 
+def test_a_user_route_leaves_room_for_the_crew() -> None:
+    longest = [f"a{i}" for i in range(64)]
+    assert len(Route.for_user(longest).actors) == 64
+    assert len(Route(actors=[*longest, "happy-end"]).actors) == 65
+    with pytest.raises(ValueError, match="route: at most 64 actors"):
+        Route.for_user([*longest, "a64"])
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -11,9 +11,9 @@ from redis.asyncio import Redis
 from ai.backend.common.transport.base import (
     BranchEnd,
     BranchEnded,
-    CancelResult,
     Delivery,
     FanOut,
+    JobEndResult,
     Outcome,
     QueueDepth,
 )
@@ -39,6 +39,7 @@ def branch_end(
     *,
     succeeded: bool = True,
     outcome: Any = None,
+    parent: str = "p",
 ) -> BranchEnd:
     default = {"value": envelope_id} if succeeded else {"code": "processing_error"}
     return BranchEnd(
@@ -49,6 +50,7 @@ def branch_end(
         succeeded=succeeded,
         outcome=orjson.dumps(default if outcome is None else outcome),
         event={"job_id": job_id, "envelope_id": envelope_id, "actor": "crew"},
+        parent_id=parent if branch else None,
     )
 
 
@@ -93,7 +95,7 @@ async def test_a_duplicate_branch_of_an_open_job_counts_once(
     transport: RedisStreamsTransport, redis_client: Redis
 ) -> None:
     [parent] = await delivered(transport, "splitter", 1)
-    await transport.commit(Outcome(fan_outs=[FanOut("j", "parent", 3)], acks=[parent]))
+    await transport.commit(Outcome(fan_outs=[FanOut("j", "p", 3)], acks=[parent]))
     first, again, second, third = await delivered(transport, "happy-end", 4)
     results = await transport.end_branches(
         [
@@ -130,7 +132,9 @@ async def test_a_fan_out_is_counted_once_per_parent(
 async def test_a_fan_out_after_the_job_ended_is_not_counted(
     transport: RedisStreamsTransport, redis_client: Redis
 ) -> None:
-    assert await transport.cancel_job("j", "stop") == CancelResult(True, "cancelled")
+    assert await transport.cancel_job("j", "stop") == JobEndResult(True, "cancelled")
+    # a cancel is remembered as long as an open job's state: its envelopes go on arriving
+    assert 86300 < await redis_client.ttl(transport.keys.job_end("j")) <= 86400
     await transport.commit(Outcome(fan_outs=[FanOut("j", "late-parent", 4)]))
     assert await redis_client.exists(transport.keys.job_state("j")) == 0
 
@@ -196,8 +200,8 @@ async def test_cancel_wins_once_and_later_branches_are_ignored(
     transport: RedisStreamsTransport, redis_client: Redis
 ) -> None:
     await transport.commit(Outcome(fan_outs=[FanOut("j", "p", 2)]))
-    assert await transport.cancel_job("j", "user asked") == CancelResult(True, "cancelled")
-    assert await transport.cancel_job("j", "again") == CancelResult(False, "cancelled")
+    assert await transport.cancel_job("j", "user asked") == JobEndResult(True, "cancelled")
+    assert await transport.cancel_job("j", "again") == JobEndResult(False, "cancelled")
     [branch] = await delivered(transport, "happy-end", 1)
     assert await transport.end_branches([branch_end(branch, "j", "c0", (0,))]) == [
         BranchEnded.AFTER_JOB_END
@@ -215,16 +219,100 @@ async def test_cancelling_a_finished_job_says_how_it_ended(
 ) -> None:
     [branch] = await delivered(transport, "error-end", 1)
     await transport.end_branches([branch_end(branch, "j", "e1", succeeded=False)])
-    assert await transport.cancel_job("j", "too late") == CancelResult(False, "failed")
+    assert await transport.cancel_job("j", "too late") == JobEndResult(False, "failed")
     assert [e["kind"] for e in await terminal_events(redis_client, transport)] == ["failed"]
     assert await transport.cancelled_since(0) == []
 
 
-async def test_each_cancel_prunes_cancels_older_than_the_end_ttl(
+async def test_each_cancel_prunes_cancels_older_than_a_day(
     transport: RedisStreamsTransport, redis_client: Redis
 ) -> None:
     seconds, _micros = await redis_client.time()
-    await redis_client.zadd(transport.keys.cancel, {"ancient": seconds - 3601})
-    await redis_client.zadd(transport.keys.cancel, {"recent": seconds - 3000})
+    await redis_client.zadd(transport.keys.cancel, {"ancient": seconds - 86401})
+    await redis_client.zadd(transport.keys.cancel, {"recent": seconds - 86000})
     await transport.cancel_job("new", "stop")
     assert [job for job, _ in await transport.cancelled_since(0)] == ["recent", "new"]
+
+
+async def test_a_parent_fanning_out_differently_the_second_time_counts_the_first_fan_out(
+    transport: RedisStreamsTransport, redis_client: Redis
+) -> None:
+    # processed twice: three children the first time, five the second (a list that varies)
+    await transport.commit(Outcome(fan_outs=[FanOut("j", "p", 3)]))
+    await transport.commit(Outcome(fan_outs=[FanOut("j", "p", 5)]))
+    ends = await delivered(transport, "happy-end", 5)
+    results = await transport.end_branches(
+        [branch_end(d, "j", f"c{i}", (i,)) for i, d in zip((3, 4, 0, 1, 2), ends, strict=True)]
+    )
+    assert results == [
+        BranchEnded.DUPLICATE,  # children 3 and 4 belong to the fan-out that was not counted
+        BranchEnded.DUPLICATE,
+        BranchEnded.OPEN,
+        BranchEnded.OPEN,
+        BranchEnded.JOB_ENDED,
+    ]
+    [event] = await terminal_events(redis_client, transport)
+    assert event["result"] == {"results": [{"value": f"c{i}"} for i in range(3)]}
+
+
+async def test_the_end_of_a_parent_whose_fan_out_counted_is_not_a_branch(
+    transport: RedisStreamsTransport, redis_client: Redis
+) -> None:
+    # the duplicate of parent p failed (or returned one value) where its twin fanned out
+    await transport.commit(Outcome(fan_outs=[FanOut("j", "p", 2)]))
+    own_end, first, second = await delivered(transport, "crew", 3)
+    results = await transport.end_branches(
+        [
+            branch_end(own_end, "j", "p", succeeded=False),
+            branch_end(first, "j", "c0", (0,)),
+            branch_end(second, "j", "c1", (1,)),
+        ]
+    )
+    assert results == [BranchEnded.DUPLICATE, BranchEnded.OPEN, BranchEnded.JOB_ENDED]
+    [event] = await terminal_events(redis_client, transport)
+    assert (event["kind"], event["data"]) == ("succeeded", {"branches": 2})
+
+
+async def test_a_fan_out_after_the_parent_branch_ended_is_not_counted_nor_its_children(
+    transport: RedisStreamsTransport, redis_client: Redis
+) -> None:
+    # in a fan-out of two, child c0 ended as a single value, then its twin fanned out
+    await transport.commit(Outcome(fan_outs=[FanOut("j", "root", 2)]))
+    c0_end, grandchild, c1_end = await delivered(transport, "crew", 3)
+    assert await transport.end_branches([branch_end(c0_end, "j", "c0", (0,), parent="root")]) == [
+        BranchEnded.OPEN
+    ]
+    await transport.commit(Outcome(fan_outs=[FanOut("j", "c0", 2)]))
+    assert await redis_client.hget(transport.keys.job_state("j"), "open") == b"0"
+    results = await transport.end_branches(
+        [
+            branch_end(grandchild, "j", "g0", (0, 0), parent="c0"),
+            branch_end(c1_end, "j", "c1", (1,), parent="root"),
+        ]
+    )
+    assert results == [BranchEnded.DUPLICATE, BranchEnded.JOB_ENDED]
+    [event] = await terminal_events(redis_client, transport)
+    assert event["result"] == {"results": [{"value": "c0"}, {"value": "c1"}]}
+
+
+async def test_fail_job_ends_a_job_once_whatever_its_open_branches(
+    transport: RedisStreamsTransport, redis_client: Redis
+) -> None:
+    await transport.commit(Outcome(fan_outs=[FanOut("j", "p", 3)]))
+    error = {"code": "processing_error", "message": "poison", "reason": "delivery_limit"}
+    event = {"envelope_id": "p", "actor": "splitter", "attempt": 1}
+    assert await transport.fail_job("j", error, event) == JobEndResult(True, "failed")
+    assert await transport.fail_job("j", error, event) == JobEndResult(False, "failed")
+    assert await transport.cancel_job("j", "late") == JobEndResult(False, "failed")
+    assert await terminal_events(redis_client, transport) == [
+        {
+            "job_id": "j",
+            "envelope_id": "p",
+            "actor": "splitter",
+            "attempt": 1,
+            "kind": "failed",
+            "error": error,
+        }
+    ]
+    assert await redis_client.exists(transport.keys.job_state("j")) == 0
+    assert await transport.cancelled_since(0) == []

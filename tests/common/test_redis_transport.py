@@ -251,3 +251,53 @@ async def test_dead_letter_error_is_json(
     [(_, fields)] = entries
     assert fields[b"e"] == b"body"
     assert json.loads(fields[b"err"]) == {"type": "X", "at": 1}
+
+
+async def test_a_due_retry_its_stream_refuses_is_dead_lettered_and_the_rest_move(
+    transport: RedisStreamsTransport, redis_client: Redis
+) -> None:
+    await redis_client.set(transport.keys.actor_stream("broken"), b"not a stream")
+    now = time.time()
+    await transport.commit(
+        Outcome(
+            delayed=[
+                DelayedMessage("broken", b"refused", now - 2),
+                DelayedMessage("fine", b"moved", now - 1),
+            ]
+        )
+    )
+    assert await transport.promote_due() == 2  # by the server's clock
+    assert [d.body for d in await transport.consume("fine", "r", count=10)] == [b"moved"]
+    [letter] = await transport.read_dead_letters("broken")
+    assert (letter.body, dict(letter.error)) == (
+        b"refused",
+        {"code": "processing_error", "reason": "retry_refused"},
+    )
+    assert await redis_client.zcard(transport.keys.retry) == 0
+
+
+async def test_claim_and_touch_recreate_a_group_that_was_lost(
+    transport: RedisStreamsTransport, redis_client: Redis
+) -> None:
+    await transport.publish("lost", b"x")
+    [delivery] = await transport.consume("lost", "r-1", count=1)
+    await redis_client.delete(transport.keys.actor_stream("lost"))  # e.g. Redis lost its data
+    assert await transport.touch("lost", "r-1", [delivery.message_id]) == [delivery.message_id]
+    assert await transport.claim_idle("lost", "r-1", min_idle=0, count=5) == []
+    await transport.publish("lost", b"y")
+    assert [d.body for d in await transport.consume("lost", "r-1", count=5)] == [b"y"]
+
+
+async def test_only_consumers_gone_and_owing_nothing_are_removed(
+    transport: RedisStreamsTransport, redis_client: Redis
+) -> None:
+    await transport.publish_batch("tidy", [b"a", b"b"])
+    await transport.register_consumer("tidy", "idle-empty")
+    await transport.consume("tidy", "idle-owing", count=1)
+    await transport.register_consumer("tidy", "busy")
+    assert await transport.remove_idle_consumers("tidy", min_idle=3600) == []
+    await transport.consume("tidy", "busy", count=1)  # it reads: not idle
+    removed = await transport.remove_idle_consumers("tidy", min_idle=0.0)
+    assert sorted(removed) == ["idle-empty"]  # the others hold pending entries
+    consumers: Any = await redis_client.xinfo_consumers(transport.keys.actor_stream("tidy"), "tidy")
+    assert sorted(c["name"] for c in consumers) == [b"busy", b"idle-owing"]

@@ -71,7 +71,7 @@ async def test_a_branch_past_the_cancel_check_cannot_end_a_cancelled_job(
     await plane.start_actor("sleepy", "examples.failures:slow")
     await plane.publish(["sleepy"], {"seconds": 1}, job_id="late")
     await plane.wait_for(lambda: _has_running(plane, "late"), what="the call to start")
-    assert (await plane.cancel("late", "user asked")).cancelled
+    assert (await plane.cancel("late", "user asked")).ended
     await plane.wait_quiescent()  # the call finished and its branch reached happy-end
     assert [(e["kind"], e.get("data")) for e in await plane.terminal_events("late")] == [
         ("cancelled", {"reason": "user asked"})
@@ -88,45 +88,55 @@ async def test_a_job_cancelled_after_it_succeeded_stays_succeeded(plane: DataPla
     await plane.publish(["doubler"], {"value": 2}, job_id="done")
     await plane.wait_terminal("done")
     result = await plane.cancel("done")
-    assert (result.cancelled, result.ended_as) == (False, "succeeded")
+    assert (result.ended, result.ended_as) == (False, "succeeded")
     assert [e["kind"] for e in await plane.terminal_events("done")] == ["succeeded"]
 
 
-async def test_a_message_whose_commit_always_fails_is_dead_lettered_after_five_deliveries(
+async def test_a_message_whose_commit_always_fails_fails_its_job_after_five_deliveries(
     plane: DataPlane,
 ) -> None:
     # the job's state key has the wrong type: every write of the fan-out fails in Redis
     await plane.redis.set(plane.keys.job_state("poison"), b"not a hash")
     fast_reclaim = {"claim_idle": "500ms"}
-    await plane.start_sidecar("error-end", sidecar=fast_reclaim)  # a crew member that reclaims
     await plane.start_actor("splitter", "examples.pipeline:fan_out", sidecar=fast_reclaim)
     await plane.publish(["splitter"], {"items": [1, 2]}, job_id="poison")
-    await plane.wait_for(
-        lambda: _dead_lettered(plane, "error-end"), what="the crew's dead letter", timeout=30
-    )
-    await plane.wait_quiescent()
-    [letter] = await plane.dead_letters("splitter")
-    assert letter["error"] == {
+    terminal = await plane.wait_terminal("poison", timeout=30)
+    error = {
         "code": "processing_error",
         "message": "delivered 6 times without an outcome (retry.max_deliveries is 5)",
         "reason": "delivery_limit",
         "actor": "splitter",
         "attempt": 1,
     }
+    assert (terminal["kind"], terminal["actor"], terminal["error"]) == ("failed", "splitter", error)
+    await plane.wait_quiescent()
+    [letter] = await plane.dead_letters("splitter")
+    assert letter["error"] == error
     # the handler ran once per delivery, five times, and never again
     assert await running(plane, "poison") == [1, 1, 1, 1, 1]
-    # its error-end branch could not be recorded either (same key): the crew's DLQ keeps it
-    [crew_letter] = await plane.dead_letters("error-end")
-    assert crew_letter["error"]["reason"] == "delivery_limit"
-    assert crew_letter["envelope"]["error"]["reason"] == "delivery_limit"
-    assert await plane.terminal_events("poison") == []
-    # the sidecars are alive and serve the next job
+    assert len(await plane.terminal_events("poison")) == 1
+    # the sidecar is alive and serves the next job
     await plane.publish(["splitter"], {"items": [7]}, job_id="after")
     assert (await plane.wait_terminal("after"))["result"] == {"results": [{"value": 7}]}
 
 
-async def _dead_lettered(plane: DataPlane, actor: str) -> bool:
-    return bool(await plane.dead_letters(actor))
+async def test_an_envelope_that_cannot_be_routed_fails_its_job(plane: DataPlane) -> None:
+    await plane.start_actor("splitter", "examples.pipeline:fan_out")
+    deepest = Envelope(
+        route=Route(actors=["splitter"]), payload={"items": [1]}, job_id="deep", branch=[0] * 32
+    )
+    await plane.publish_envelope(deepest)
+    terminal = await plane.wait_terminal("deep")
+    assert (terminal["kind"], terminal["error"]["reason"], terminal["error"]["message"]) == (
+        "failed",
+        "unroutable",
+        "fan-outs nest at most 32 deep",
+    )
+    await plane.wait_quiescent()
+    assert len(await plane.terminal_events("deep")) == 1
+    assert [letter["error"]["reason"] for letter in await plane.dead_letters("splitter")] == [
+        "unroutable"
+    ]
 
 
 async def test_reclaimed_and_new_entries_never_exceed_the_concurrency(plane: DataPlane) -> None:

@@ -77,6 +77,17 @@ def test_recoverable_errors_get_at_least_three_attempts() -> None:
     assert decide(oom, no_retry, 3) == Decision(Verdict.EXHAUSTED, reason="max_retries")
 
 
+def test_no_retry_waits_longer_than_ten_minutes() -> None:
+    policy = RetryPolicy.model_validate({"max_attempts": 5, "base": "10m", "max": "10m"})
+    stuck = failure(ErrorCode.OOM_ERROR, "MemoryError", retry_after=86400)  # a runtime's hint
+    assert decide(stuck, policy, 1) == Decision(Verdict.RETRY, 600.0)
+
+
+def test_a_retry_policy_may_not_wait_beyond_ten_minutes() -> None:
+    with pytest.raises(ValueError, match="retry.max: at most 10m"):
+        RetryPolicy.model_validate({"max": "11m"})
+
+
 def test_failure_from_a_result_frame() -> None:
     frame = {
         "type": "result",

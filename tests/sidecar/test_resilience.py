@@ -75,14 +75,35 @@ async def test_sigterm_finishes_in_flight_work_and_exits_zero(plane: DataPlane) 
     assert (terminal["kind"], terminal["result"]) == ("succeeded", {"seconds": 1})
 
 
+async def test_a_draining_sidecar_keeps_its_entries_from_other_replicas(
+    plane: DataPlane,
+) -> None:
+    plane.start_runtime("sleepy", "examples.failures:slow", "--concurrency", "4")
+    spec = {"name": "sleepy", "handler": "examples.failures:slow", "concurrency": 1}
+    fast_reclaim = {"claim_idle": "1s"}
+    draining = await plane.start_sidecar("sleepy", spec=spec, sidecar=fast_reclaim)
+    await plane.publish(["sleepy"], {"seconds": 3}, job_id="drain")
+    await plane.wait_for(lambda: _has_running(plane, "drain"), what="the call to start")
+    await plane.start_sidecar("sleepy", spec=spec, sidecar=fast_reclaim)  # would reclaim
+    draining.kill(signal.SIGTERM)
+    assert draining.wait(15) == 0
+    terminal = await plane.wait_terminal("drain")
+    assert (terminal["kind"], terminal["result"]) == ("succeeded", {"seconds": 3})
+    await plane.wait_quiescent()
+    # the 3 s call outlived claim_idle, yet was neither reclaimed nor run again
+    assert await running_count(plane, "drain") == 1
+
+
 async def test_partial_and_progress_events(plane: DataPlane) -> None:
     await plane.start_actor("writer", "examples.streaming:tokens")
     await plane.start_actor("worker", "examples.streaming:with_progress")
     await plane.publish(["writer"], {"text": "one two"}, job_id="tok")
     await plane.publish(["worker"], {"steps": 2}, job_id="prog", headers={"trace_id": "t"})
     assert (await plane.wait_terminal("tok"))["result"] == {"text": "one two", "tokens": 2}
-    partials = [e["data"] for e in await plane.events("tok") if e["kind"] == "partial"]
+    events = await plane.events("tok")
+    partials = [e["data"] for e in events if e["kind"] == "partial"]
     assert partials == [{"token": "one"}, {"token": "two"}]
+    assert events[-1]["kind"] == "succeeded"  # the partials were written before the job ended
     assert (await plane.wait_terminal("prog"))["result"] == {
         "steps": 2,
         "job_id": "prog",
@@ -100,9 +121,9 @@ async def test_partial_and_progress_events(plane: DataPlane) -> None:
 
 
 async def test_cancelled_job_is_skipped_and_ends_once_as_cancelled(plane: DataPlane) -> None:
-    assert (await plane.cancel("gone", "user asked")).cancelled
+    assert (await plane.cancel("gone", "user asked")).ended
     await plane.start_actor("doubler", "examples.pipeline:double")
-    assert (await plane.cancel("gone-later")).cancelled  # told through the channel
+    assert (await plane.cancel("gone-later")).ended  # told through the channel
     await plane.publish(["doubler"], {"value": 1}, job_id="gone")
     await plane.publish(["doubler"], {"value": 1}, job_id="gone-later")
     await plane.publish(["doubler"], {"value": 1}, job_id="kept")

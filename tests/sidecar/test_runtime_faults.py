@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ai.backend.common.framing import encode_frame, read_frame
 from ai.backend.testutils.dataplane import DataPlane
-from ai.backend.testutils.runtime import FAKE_HELLO, FakeRuntime, echo_calls
+from ai.backend.testutils.runtime import FAKE_HELLO, FakeRuntime, misbehaving_once
 
 ECHO = {"name": "echo", "handler": "fake:runtime", "timeout": "20s", "concurrency": 2}
 
@@ -19,15 +19,11 @@ ECHO = {"name": "echo", "handler": "fake:runtime", "timeout": "20s", "concurrenc
 async def test_a_malformed_hello_is_reported_and_the_sidecar_connects_again(
     plane: DataPlane, tmp_path: Path
 ) -> None:
-    async def script(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if n == 1:
-            writer.write(encode_frame({**FAKE_HELLO, "concurrency": "many"}))
-            await reader.read()  # until the sidecar hangs up
-            return
-        writer.write(encode_frame(FAKE_HELLO))
-        await echo_calls(reader, writer)
+    async def bad_hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(encode_frame({**FAKE_HELLO, "concurrency": "many"}))
+        await reader.read()  # until the sidecar hangs up
 
-    async with FakeRuntime(tmp_path / "echo.sock", script) as runtime:
+    async with FakeRuntime(tmp_path / "echo.sock", misbehaving_once(bad_hello)) as runtime:
         plane.sockets["echo"] = runtime.socket_path
         sidecar = await plane.start_sidecar("echo", spec=ECHO)
         await plane.publish(["echo"], {"n": 1}, job_id="after-hello")
@@ -41,11 +37,8 @@ async def test_a_malformed_hello_is_reported_and_the_sidecar_connects_again(
 async def test_an_oversized_answer_fails_its_call_at_once_and_the_connection_is_remade(
     plane: DataPlane, tmp_path: Path
 ) -> None:
-    async def script(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def huge_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(encode_frame(FAKE_HELLO))
-        if n > 1:
-            await echo_calls(reader, writer)
-            return
         frame = await read_frame(reader)
         assert frame is not None
         # announce 4 GiB, send the start of the body, then stall
@@ -53,7 +46,7 @@ async def test_an_oversized_answer_fails_its_call_at_once_and_the_connection_is_
         writer.write(struct.pack(">I", 2**32 - 1) + head + b"x" * 200)
         await reader.read()
 
-    async with FakeRuntime(tmp_path / "echo.sock", script) as runtime:
+    async with FakeRuntime(tmp_path / "echo.sock", misbehaving_once(huge_answer)) as runtime:
         plane.sockets["echo"] = runtime.socket_path
         await plane.start_sidecar("echo", spec=ECHO, sidecar={"max_frame": "1k"})
         started = time.monotonic()
@@ -75,26 +68,29 @@ async def test_an_oversized_answer_fails_its_call_at_once_and_the_connection_is_
     assert runtime.connections == 2
 
 
-async def test_an_oversized_frame_of_unknown_call_fails_every_call_in_flight(
+async def test_an_oversized_frame_of_an_unnamed_call_retries_the_calls_in_flight(
     plane: DataPlane, tmp_path: Path
 ) -> None:
-    async def script(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def header_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(encode_frame(FAKE_HELLO))
-        if n > 1:
-            await echo_calls(reader, writer)
-            return
         for _ in range(2):
             assert await read_frame(reader) is not None
         writer.write(struct.pack(">I", 5000))  # a header, and no body at all
         await reader.read()
 
-    async with FakeRuntime(tmp_path / "echo.sock", script):
+    async with FakeRuntime(tmp_path / "echo.sock", misbehaving_once(header_only)):
         plane.sockets["echo"] = tmp_path / "echo.sock"
         await plane.start_sidecar("echo", spec=ECHO, sidecar={"max_frame": "1k"})
         await plane.publish(["echo"], {"n": 1}, job_id="one")
         await plane.publish(["echo"], {"n": 2}, job_id="two")
-        codes = [(await plane.wait_terminal(job))["error"]["code"] for job in ("one", "two")]
-    assert codes == ["frame_too_large", "frame_too_large"]
+        terminals = [await plane.wait_terminal(job) for job in ("one", "two")]
+    # neither can be blamed: both failed as connection_error, were retried, and succeeded
+    assert [(t["kind"], t["result"]) for t in terminals] == [
+        ("succeeded", {"n": 1}),
+        ("succeeded", {"n": 2}),
+    ]
+    attempts = [e["attempt"] for e in await plane.events() if e["kind"] == "running"]
+    assert sorted(attempts) == [1, 1, 2, 2]
 
 
 async def test_a_backlog_waits_for_a_runtime_that_is_away_instead_of_failing(

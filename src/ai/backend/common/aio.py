@@ -70,31 +70,42 @@ class MicroBatcher(Generic[T, R]):
         self._run_batch = run_batch
         self._isolate_when = isolate_when
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
-        self._flushing = False
+        self._flusher: asyncio.Task[None] | None = None
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
-        if not self._flushing:
-            self._flushing = True
-            asyncio.create_task(self._flush())
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
         return await future
 
     async def _flush(self) -> None:
+        batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
             while self._waiting:
                 await asyncio.sleep(0)  # let the rest of this loop turn join the batch
                 batch, self._waiting = self._waiting, []
                 results = await self._results([item for item, _ in batch])
-                for (_, future), result in zip(batch, results, strict=True):
+                if len(results) != len(batch):
+                    raise RuntimeError(f"{len(results)} results for a batch of {len(batch)}")
+                for (_, future), result in zip(batch, results):
                     if future.done():
                         continue
                     if isinstance(result, Exception):
                         future.set_exception(result)
                     else:
                         future.set_result(result)
+                batch = []
+        except BaseException as e:
+            # no submitter may wait forever: whatever stopped the flush fails what it held
+            failure = e if isinstance(e, Exception) else RuntimeError("the batch was cancelled")
+            for _, future in [*batch, *self._waiting]:
+                if not future.done():
+                    future.set_exception(failure)
+            self._waiting = []
+            raise
         finally:
-            self._flushing = False
+            self._flusher = None
 
     async def _results(self, items: list[T]) -> Sequence[R | Exception]:
         try:

@@ -10,13 +10,11 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from redis.asyncio import Redis
-
 from ai.backend.common.aio import Stopped, new_runner, unless_stopped
 from ai.backend.common.dto.actor_spec import ActorSpec, RetryPolicy
 from ai.backend.common.dto.base import RESERVED_ACTOR_NAMES
 from ai.backend.common.log import BraceStyleAdapter
-from ai.backend.common.transport.redis_streams import RedisStreamsTransport
+from ai.backend.common.transport.redis_streams import RedisStreamsTransport, redis_client
 
 from .clients.runtime import RuntimeClient
 from .config import SidecarConfig
@@ -46,7 +44,7 @@ def default_consumer_name() -> str:
 
 
 async def run_sidecar(config: SidecarConfig, options: SidecarOptions, stop: asyncio.Event) -> None:
-    redis = Redis.from_url(config.redis.url, decode_responses=False)
+    redis = redis_client(config.redis.url)
     transport = RedisStreamsTransport(
         redis, prefix=config.redis.prefix, job_end_ttl=config.redis.job_end_ttl.total_seconds()
     )
@@ -57,11 +55,12 @@ async def run_sidecar(config: SidecarConfig, options: SidecarOptions, stop: asyn
     events.start()
     cancelled = CancelledJobs(transport, metrics)
     await cancelled.start()
+    retrier = RedisRetrier(transport, metrics)
     runtime: RuntimeClient | None = None
     try:
         handler: EnvelopeHandler
         if options.actor in RESERVED_ACTOR_NAMES:
-            handler = CrewMember(options.actor, transport, RedisRetrier(transport, metrics))
+            handler = CrewMember(options.actor, transport, retrier)
             concurrency = options.concurrency or CREW_CONCURRENCY
             max_deliveries = RetryPolicy().max_deliveries
         else:
@@ -84,7 +83,9 @@ async def run_sidecar(config: SidecarConfig, options: SidecarOptions, stop: asyn
                 raise ValueError(f"the config's [actor] is {spec.name!r}, not {options.actor!r}")
             concurrency = options.concurrency or spec.concurrency
             max_deliveries = spec.retry.max_deliveries
-            handler = ActorProcessor(spec, runtime, events, metrics)
+            handler = ActorProcessor(
+                spec, runtime, events, metrics, transport=transport, retrier=retrier
+            )
         settings = ConsumerSettings(
             queue=options.actor,
             consumer=options.consumer or default_consumer_name(),
@@ -100,7 +101,13 @@ async def run_sidecar(config: SidecarConfig, options: SidecarOptions, stop: asyn
             concurrency,
         )
         loop = ConsumerLoop(
-            transport, settings, handler, metrics, cancelled=cancelled, gate=runtime
+            transport,
+            settings,
+            handler,
+            metrics,
+            cancelled=cancelled,
+            gate=runtime,
+            retrier=retrier,
         )
         await loop.run(stop)
     finally:

@@ -15,7 +15,7 @@ import orjson
 from redis.asyncio import Redis
 
 from ai.backend.common.dto.envelope import Envelope, Route
-from ai.backend.common.transport.base import CancelResult
+from ai.backend.common.transport.base import JobEndResult
 from ai.backend.common.transport.redis_keys import RedisKeys
 from ai.backend.common.transport.redis_streams import RedisStreamsTransport
 
@@ -139,7 +139,7 @@ class DataPlane:
         await self.wait_for(terminal, what=f"the end of job {job_id}", timeout=timeout)
         return found[0]
 
-    async def cancel(self, job_id: str, reason: str = "cancelled by the test") -> CancelResult:
+    async def cancel(self, job_id: str, reason: str = "cancelled by the test") -> JobEndResult:
         transport = RedisStreamsTransport(self.redis, prefix=self.keys.prefix)
         return await transport.cancel_job(job_id, reason)
 

@@ -92,6 +92,22 @@ class FakeRuntime:
             writer.close()
 
 
+def misbehaving_once(
+    first: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> ConnectionScript:
+    """A script whose first connection runs ``first`` (hello included); every later connection
+    says a proper hello and echoes calls."""
+
+    async def script(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if n == 1:
+            await first(reader, writer)
+            return
+        await write_frame(writer, FAKE_HELLO)
+        await echo_calls(reader, writer)
+
+    return script
+
+
 async def echo_calls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Answer every call with its payload, as a runtime of ``echo`` would."""
     while (frame := await read_frame(reader)) is not None:

@@ -32,6 +32,9 @@ class PlacementSelector(StrEnum):
     ROUND_ROBIN = "round-robin"
 
 
+MAX_RETRY_DELAY = timedelta(minutes=10)
+
+
 class RetryPolicy(StrictModel):
     """How failed calls are retried; ``max_attempts: 1`` means no retry.
 
@@ -51,6 +54,8 @@ class RetryPolicy(StrictModel):
     def _base_not_above_max(self) -> RetryPolicy:
         if self.base > self.max:
             raise ValueError("retry.base must not exceed retry.max")
+        if self.max > MAX_RETRY_DELAY:
+            raise ValueError("retry.max: at most 10m (a retry must come while its job is open)")
         return self
 
     def delay_before(self, attempt: int) -> timedelta:

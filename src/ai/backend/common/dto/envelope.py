@@ -12,6 +12,9 @@ from pydantic import AwareDatetime, Field, field_validator, model_validator
 from .base import RESERVED_ACTOR_NAMES, ActorName, StrictModel
 
 ENVELOPE_VERSION: Final = 1
+# a user's route holds at most MAX_ROUTE_ACTORS - 1 actors: the sidecar appends a crew actor
+MAX_ROUTE_ACTORS: Final = 65
+MAX_FAN_OUT_DEPTH: Final = 32
 
 
 def new_envelope_id() -> str:
@@ -31,7 +34,7 @@ def utcnow() -> datetime:
 class Route(StrictModel):
     """The actors an envelope visits, and the index of the one that must process it now."""
 
-    actors: list[ActorName] = Field(min_length=1, max_length=64)
+    actors: list[ActorName] = Field(min_length=1, max_length=MAX_ROUTE_ACTORS)
     current: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
@@ -49,6 +52,8 @@ class Route(StrictModel):
         reserved = [name for name in actors if name in RESERVED_ACTOR_NAMES]
         if reserved:
             raise ValueError(f"route must not name the crew actors: {', '.join(reserved)}")
+        if len(actors) >= MAX_ROUTE_ACTORS:
+            raise ValueError(f"route: at most {MAX_ROUTE_ACTORS - 1} actors")
         return cls(actors=actors, current=0)
 
     @property
@@ -80,7 +85,7 @@ class Envelope(StrictModel):
     deadline_at: AwareDatetime | None = None
     created_at: AwareDatetime = Field(default_factory=utcnow)
     # Fan-out position: child i of a fan-out appends i; results of the job are ordered by it.
-    branch: list[int] = Field(default_factory=list, max_length=32)
+    branch: list[int] = Field(default_factory=list, max_length=MAX_FAN_OUT_DEPTH)
     # Set only on envelopes bound for ``error-end``: what failed, where, at which attempt.
     error: dict[str, Any] | None = None
 

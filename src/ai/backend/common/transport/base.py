@@ -128,8 +128,8 @@ class BranchEnd:
     ``outcome`` is the branch's final payload (succeeded) or its error (failed), as JSON;
     ``event`` holds the fields of the job's terminal event other than ``kind``, ``result``,
     ``error`` and ``data``, should this branch be the last one. ``branch`` is the fan-out
-    position, which orders the job's results; ``fanned_out`` tells a child of a fan-out (whose
-    job must have recorded that fan-out) from a job's only branch."""
+    position, which orders the job's results; ``fanned_out`` tells a child of fan-out
+    ``parent_id`` (whose job must have recorded that fan-out) from a job's only branch."""
 
     delivery: Delivery
     job_id: str
@@ -138,6 +138,7 @@ class BranchEnd:
     succeeded: bool
     outcome: bytes
     event: Mapping[str, Any]
+    parent_id: str | None = None
 
     @property
     def fanned_out(self) -> bool:
@@ -145,11 +146,11 @@ class BranchEnd:
 
 
 @dataclass(frozen=True, slots=True)
-class CancelResult:
-    """``cancelled``: this call ended the job; else the job had ended already, as ``ended_as``
-    (``succeeded``, ``failed`` or ``cancelled``)."""
+class JobEndResult:
+    """``ended``: this call ended the job (as ``ended_as``); else the job had ended already, as
+    ``ended_as`` (``succeeded``, ``failed`` or ``cancelled``)."""
 
-    cancelled: bool
+    ended: bool
     ended_as: str
 
 
@@ -210,10 +211,19 @@ class MessageTransport(ABC):
         failed branch's error. Each branch is one atomic step with its acknowledgement."""
 
     @abstractmethod
-    async def cancel_job(self, job_id: str, reason: str) -> CancelResult:
+    async def cancel_job(self, job_id: str, reason: str) -> JobEndResult:
         """End the job as ``cancelled`` unless it has ended already: in one atomic step, set
         its end guard, add it to the cancelled jobs that consumers skip, tell them, and write
-        the ``cancelled`` event."""
+        the ``cancelled`` event (``data.reason``)."""
+
+    @abstractmethod
+    async def fail_job(
+        self, job_id: str, error: Mapping[str, Any], event: Mapping[str, Any]
+    ) -> JobEndResult:
+        """End the job as ``failed`` with ``error`` unless it has ended already (through its end
+        guard, like every terminal write), whatever its open branches: for an envelope that can
+        be neither processed nor routed (a poison message). ``event`` holds the event's other
+        fields (``envelope_id``, ``actor``, ``attempt``)."""
 
     @abstractmethod
     async def promote_due(self, *, now: float | None = None, limit: int = 256) -> int:
@@ -226,6 +236,11 @@ class MessageTransport(ABC):
     @abstractmethod
     async def read_dead_letters(self, queue: str, *, count: int = 100) -> list[DeadLetterEntry]:
         """The oldest ``count`` dead letters of ``queue``."""
+
+    @abstractmethod
+    async def remove_idle_consumers(self, queue: str, *, min_idle: float) -> list[str]:
+        """Remove the queue's consumers that hold no pending message and have not read for
+        ``min_idle`` seconds (replicas that are gone); returns their names."""
 
     @abstractmethod
     async def trim(self, queue: str) -> int:

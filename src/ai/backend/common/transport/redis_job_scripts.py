@@ -7,12 +7,19 @@ from __future__ import annotations
 
 # Ends the branches of a batch of deliveries, each in turn, each acknowledged after its writes.
 # KEYS, four per branch: job state, job end guard, events stream, the crew's stream.
-# ARGV = state ttl, end ttl, the error of a job whose state was lost (JSON), then seven per
+# ARGV = state ttl, end ttl, the error of a job whose state was lost (JSON), then nine per
 #   branch: envelope id, branch field, tagged outcome ("s" + result JSON | "f" + error JSON),
 #   event head (the terminal event's JSON object without kind, result, error, data and its
-#   closing brace), fanned out ("1"/"0"), the crew's group, the delivery's entry id.
-# Returns per branch: open branches left (>= 0), -1 already ended (this envelope), -2 the job's
-# terminal event written, -3 the job had ended already, -4 the job's state was lost: ended failed.
+#   closing brace), fanned out ("1"/"0"), the crew's group, the delivery's entry id, the parent's
+#   id and the branch's index among its parent's children (fan-out children only).
+# Returns per branch: open branches left (>= 0), -1 not a branch to count (ended already, or the
+# duplicate of a fan-out that went another way), -2 the job's terminal event written, -3 the job
+# had ended already, -4 the job's state was lost: ended failed.
+#
+# A parent processed twice may fan out differently each time (another number of children, or
+# once a fan-out and once a single result): only the first fan-out counted is the job's. A child
+# of a fan-out that was not counted, or beyond the counted number, is not a branch of the job;
+# nor is the end of an envelope whose fan-out was counted (its children are its branches).
 END_BRANCHES = """
 local state_ttl, end_ttl, lost_error = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 
@@ -27,12 +34,18 @@ end
 local function end_branch(k, a)
   local state = KEYS[k + 1]
   if redis.call('EXISTS', KEYS[k + 2]) == 1 then return -3 end
-  if redis.call('HSETNX', state, 'd:' .. ARGV[a], '1') == 0 then return -1 end
-  if ARGV[a + 4] == '1' and redis.call('HEXISTS', state, 'open') == 0 then
-    -- a fan-out child, but the fan-out is not recorded: the job's state expired or was deleted
-    finish(k, a, 'failed', '"error":' .. lost_error, 0)
-    return -4
+  if ARGV[a + 4] == '1' then
+    local counted = redis.call('HGET', state, 'f:' .. ARGV[a + 7])
+    if not counted then
+      if redis.call('HEXISTS', state, 'open') == 1 then return -1 end
+      -- a fan-out child, but no fan-out is recorded: the job's state expired or was deleted
+      finish(k, a, 'failed', '"error":' .. lost_error, 0)
+      return -4
+    end
+    if tonumber(ARGV[a + 8]) >= tonumber(counted) then return -1 end
   end
+  if redis.call('HEXISTS', state, 'f:' .. ARGV[a]) == 1 then return -1 end
+  if redis.call('HSETNX', state, 'd:' .. ARGV[a], '1') == 0 then return -1 end
   redis.call('HSET', state, 'o:' .. ARGV[a + 1], ARGV[a + 2])
   local open = redis.call('HINCRBY', state, 'open', -1)
   if open >= 0 then
@@ -66,29 +79,32 @@ end
 
 local answers = {}
 for i = 0, #KEYS / 4 - 1 do
-  local k, a = i * 4, 4 + i * 7
+  local k, a = i * 4, 4 + i * 9
   answers[i + 1] = end_branch(k, a)
   redis.call('XACK', KEYS[k + 4], ARGV[a + 5], ARGV[a + 6])
 end
 return answers
 """
 
-# Cancels a job unless it has ended: end guard, state dropped, cancel set (scored by Redis time,
-# entries older than the end ttl pruned), the news published, the ``cancelled`` event.
+# Ends a job as ARGV[1] (``cancelled`` or ``failed``) unless it has ended: end guard, state
+# dropped, the event; for a cancel also the cancel set (scored by Redis time, entries older than
+# the ttl pruned) and the news published.
 # KEYS = job end guard, job state, cancel set, events stream.
-# ARGV = job id, end ttl, event JSON, cancel channel.
-# Returns {1, "cancelled"}, or {0, the kind the job had ended as}.
-CANCEL_JOB = """
+# ARGV = kind, guard ttl, event JSON, job id, cancel channel.
+# Returns {1, kind}, or {0, the kind the job had ended as}.
+END_JOB = """
 local ended = redis.call('GET', KEYS[1])
 if ended then return {0, ended} end
-local ttl = tonumber(ARGV[2])
-redis.call('SET', KEYS[1], 'cancelled', 'EX', ttl)
+local kind, ttl = ARGV[1], tonumber(ARGV[2])
+redis.call('SET', KEYS[1], kind, 'EX', ttl)
 redis.call('DEL', KEYS[2])
-local time = redis.call('TIME')
-local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-redis.call('ZADD', KEYS[3], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
-redis.call('PUBLISH', ARGV[4], string.format('%.6f', now) .. ' ' .. ARGV[1])
+if kind == 'cancelled' then
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+  redis.call('ZADD', KEYS[3], now, ARGV[4])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
+  redis.call('PUBLISH', ARGV[5], string.format('%.6f', now) .. ' ' .. ARGV[4])
+end
 redis.call('XADD', KEYS[4], '*', 'ev', ARGV[3])
-return {1, 'cancelled'}
+return {1, kind}
 """

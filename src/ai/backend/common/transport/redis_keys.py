@@ -7,10 +7,13 @@ from dataclasses import dataclass
 DEFAULT_PREFIX = "bai:"
 # how long an open job's branch state (counter, outcomes, ended branches) outlives its last change
 JOB_STATE_TTL_SECONDS = 24 * 3600
-# how long a job's end is remembered: a duplicate that ends a branch later than this after the
-# job's end could end the job again (sized for duplicates from reclaims and retries, which come
-# within minutes); also how long a cancelled job stays in the cancel set
+# how long the end of a job that succeeded or failed is remembered: a duplicate that ends a
+# branch later than this after the job's end could end the job again (sized for duplicates from
+# reclaims and retries, which come within minutes; retry delays are capped well below it)
 JOB_END_TTL_SECONDS = 3600
+# how long a cancel is remembered (end guard and cancel set): a cancelled job's envelopes are not
+# duplicates, they go on arriving until its backlog drains, so as long as an open job's state
+CANCEL_TTL_SECONDS = JOB_STATE_TTL_SECONDS
 
 
 @dataclass(frozen=True, slots=True)

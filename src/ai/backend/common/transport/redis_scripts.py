@@ -4,38 +4,60 @@ redis-py ~30 µs, an argument of a script call ~1 µs)."""
 
 from __future__ import annotations
 
-# KEYS[1] = retry zset; ARGV = now, limit, stream prefix, message field
+# KEYS[1] = retry zset; ARGV = now ("" = the server's clock), limit, stream prefix, message field.
+# A member whose stream refuses it (a key of the wrong type) goes to that stream's DLQ, or stays
+# if that fails too, so that it does not hold up the others. Returns {moved, refused}.
 PROMOTE_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local now = ARGV[1]
+if now == '' then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+end
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local moved, refused = 0, 0
 for _, member in ipairs(due) do
   local sep = string.find(member, '\\n', 1, true)
+  local ok = true
   if sep then
-    redis.call('XADD', ARGV[3] .. string.sub(member, 1, sep - 1), '*', ARGV[4],
-               string.sub(member, sep + 1))
+    local stream = ARGV[3] .. string.sub(member, 1, sep - 1)
+    local body = string.sub(member, sep + 1)
+    ok = not redis.pcall('XADD', stream, '*', ARGV[4], body)['err']
+    if not ok then
+      refused = refused + 1
+      local letter = redis.pcall('XADD', stream .. ':dlq', '*', ARGV[4], body,
+                                 'err', '{"code":"processing_error","reason":"retry_refused"}',
+                                 'at', tostring(now))
+      ok = not letter['err']
+    end
   end
-  redis.call('ZREM', KEYS[1], member)
+  if ok then
+    redis.call('ZREM', KEYS[1], member)
+    moved = moved + 1
+  end
 end
-return #due
+return {moved, refused}
 """
 
 
 # Everything an Outcome writes, and its acknowledgements (last), in one atomic call.
 # KEYS[1] = retry zset; other keys are referred to by their index in KEYS.
 # ARGV = field, now, job-state ttl, then sections, each a count followed by its items:
-#   fan-outs (state key, end key, parent id, added branches)*, publish (key, body)*,
+#   fan-outs (state key, end key, parent id, children)*, publish (key, body)*,
 #   delayed (score, member)*, dead letters (key, body, error JSON)*, acks (key, group, n, id*n)*
-# A fan-out is counted once per parent (field f:<parent> of the job's state), and not at all
-# once the job has ended. Fan-outs come first: a job key of the wrong type fails the script
-# before anything is written (Redis does not undo the writes of a script that fails midway).
+# A fan-out is counted once per parent (field f:<parent> = its number of children), and not at
+# all once the job has ended or the parent's own branch has (a duplicate that went another way).
+# Fan-outs come first: a job key of the wrong type fails the script before anything is written
+# (Redis does not undo the writes of a script that fails midway).
 COMMIT = """
 local a = 1
 local function take() local v = ARGV[a]; a = a + 1; return v end
 local field, now, ttl = take(), take(), take()
 for _ = 1, tonumber(take()) do
   local state, ended = KEYS[tonumber(take())], KEYS[tonumber(take())]
-  local parent, added = take(), take()
-  if redis.call('EXISTS', ended) == 0 and redis.call('HSETNX', state, 'f:' .. parent, '1') == 1 then
-    redis.call('HINCRBY', state, 'open', added)
+  local parent, children = take(), take()
+  if redis.call('EXISTS', ended) == 0 and redis.call('HEXISTS', state, 'd:' .. parent) == 0
+     and redis.call('HSETNX', state, 'f:' .. parent, children) == 1 then
+    redis.call('HINCRBY', state, 'open', tonumber(children) - 1)
     redis.call('EXPIRE', state, ttl)
   end
 end
@@ -70,7 +92,8 @@ return #ARGV - 1
 
 # XAUTOCLAIM from a cursor, with each claimed entry's delivery count (XAUTOCLAIM does not say it).
 # KEYS[1] = stream; ARGV = group, consumer, min idle (ms), cursor, count.
-# Returns {next cursor, {{id, {field, value, ...}, deliveries}, ...}}; deleted entries are left out.
+# Returns {next cursor, {{id, {field, value, ...}, deliveries}, ...}}; entries deleted from the
+# stream are left out (and acknowledged: Redis 6.2 keeps them pending, 7 drops them itself).
 CLAIM_IDLE = """
 local reply = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4],
                         'COUNT', ARGV[5])
@@ -79,6 +102,8 @@ for _, entry in ipairs(reply[2]) do
   if entry and entry[2] then
     local info = redis.call('XPENDING', KEYS[1], ARGV[1], entry[1], entry[1], 1)[1]
     claimed[#claimed + 1] = {entry[1], entry[2], info and info[4] or 1}
+  elseif entry then
+    redis.call('XACK', KEYS[1], ARGV[1], entry[1])
   end
 end
 return {reply[1], claimed}
@@ -100,4 +125,20 @@ for i = 3, #ARGV do
   end
 end
 return taken
+"""
+
+# Removes the group's consumers that hold no pending entry and have not read for ARGV[2] ms
+# (replicas long gone), in one step so that none takes an entry in between.
+# KEYS[1] = stream; ARGV = group, minimum idle (ms). Returns the names removed.
+REMOVE_IDLE_CONSUMERS = """
+local removed = {}
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #consumer, 2 do info[consumer[i]] = consumer[i + 1] end
+  if info['pending'] == 0 and info['idle'] >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    removed[#removed + 1] = info['name']
+  end
+end
+return removed
 """

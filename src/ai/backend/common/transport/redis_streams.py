@@ -15,37 +15,65 @@
 from __future__ import annotations
 
 import json
+import logging
+import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .. import json as wire_json
 from .base import (
     BranchEnd,
     BranchEnded,
-    CancelResult,
     DeadLetterEntry,
     Delivery,
+    JobEndResult,
     MessageTransport,
     Outcome,
     QueueDepth,
 )
-from .redis_job_scripts import CANCEL_JOB, END_BRANCHES
-from .redis_keys import DEFAULT_PREFIX, JOB_END_TTL_SECONDS, JOB_STATE_TTL_SECONDS, RedisKeys
-from .redis_scripts import APPEND_MANY, CLAIM_IDLE, COMMIT, PROMOTE_DUE, TOUCH_OWNED
+from .redis_job_scripts import END_BRANCHES, END_JOB
+from .redis_keys import (
+    CANCEL_TTL_SECONDS,
+    DEFAULT_PREFIX,
+    JOB_END_TTL_SECONDS,
+    JOB_STATE_TTL_SECONDS,
+    RedisKeys,
+)
+from .redis_scripts import (
+    APPEND_MANY,
+    CLAIM_IDLE,
+    COMMIT,
+    PROMOTE_DUE,
+    REMOVE_IDLE_CONSUMERS,
+    TOUCH_OWNED,
+)
+
+log = logging.getLogger(__spec__.name if __spec__ else __name__)
 
 MESSAGE_FIELD = b"e"
 EVENT_FIELD = b"ev"
 _SEPARATOR = b"\n"
 _START = "0-0"
 # replies of a server that is loading, failing over or running a long script: try again later
-_TRANSIENT_REPLIES = ("BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")
+# (OOM: maxmemory reached with noeviction; MISCONF: the server cannot persist; both pass)
+_TRANSIENT_REPLIES = (
+    "BUSY",
+    "LOADING",
+    "MASTERDOWN",
+    "READONLY",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "OOM",
+    "MISCONF",
+    "NOREPLICAS",
+)
 BRANCH_DIGITS = 6
 _BRANCH_ANSWERS = {
     -1: BranchEnded.DUPLICATE,
@@ -95,6 +123,22 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def redis_client(url: str) -> Redis:
+    """A client for the data plane: bytes in and out, and TCP keepalive with a health check so
+    that a connection whose peer vanished (no FIN) is noticed within half a minute."""
+    return Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_keepalive=True,
+        socket_keepalive_options={
+            socket.TCP_KEEPIDLE: 10,
+            socket.TCP_KEEPINTVL: 5,
+            socket.TCP_KEEPCNT: 3,
+        },
+        health_check_interval=15,
+    )
+
+
 def parse_cancel_notice(data: bytes | str) -> tuple[str, float]:
     """``(job id, score)`` of a message on the cancel channel."""
     score, _, job_id = _text(data).partition(" ")
@@ -118,7 +162,8 @@ class RedisStreamsTransport(MessageTransport):
         self._claim_idle = redis.register_script(CLAIM_IDLE)
         self._touch_owned = redis.register_script(TOUCH_OWNED)
         self._end_branches = redis.register_script(END_BRANCHES)
-        self._cancel_job = redis.register_script(CANCEL_JOB)
+        self._end_job = redis.register_script(END_JOB)
+        self._remove_idle_consumers = redis.register_script(REMOVE_IDLE_CONSUMERS)
         self._known_groups: set[str] = set()
         self._claim_cursors: dict[str, str] = {}
 
@@ -176,10 +221,7 @@ class RedisStreamsTransport(MessageTransport):
                 queue, consumer, {stream: ">"}, count=count, block=block_ms
             )
         except ResponseError as e:
-            if "NOGROUP" not in str(e):
-                raise
-            self._known_groups.discard(queue)  # the stream was deleted under us: recreate
-            await self.ensure_queue(queue)
+            await self._recreate_if_lost(queue, e)
             return []
         deliveries: list[Delivery] = []
         for _stream, entries in response or ():
@@ -191,16 +233,20 @@ class RedisStreamsTransport(MessageTransport):
         self, queue: str, consumer: str, *, min_idle: float, count: int
     ) -> list[Delivery]:
         await self.ensure_queue(queue)
-        cursor, entries = await self._claim_idle(
-            keys=[self.keys.actor_stream(queue)],
-            args=[
-                queue,
-                consumer,
-                int(min_idle * 1000),
-                self._claim_cursors.get(queue, _START),
-                count,
-            ],
-        )
+        try:
+            cursor, entries = await self._claim_idle(
+                keys=[self.keys.actor_stream(queue)],
+                args=[
+                    queue,
+                    consumer,
+                    int(min_idle * 1000),
+                    self._claim_cursors.get(queue, _START),
+                    count,
+                ],
+            )
+        except ResponseError as e:
+            await self._recreate_if_lost(queue, e)
+            return []
         self._claim_cursors[queue] = _text(cursor)  # "0-0" once the whole list was scanned
         return [
             Delivery(queue, _text(entry_id), _message_of(fields), int(deliveries))
@@ -210,10 +256,35 @@ class RedisStreamsTransport(MessageTransport):
     async def touch(self, queue: str, consumer: str, message_ids: Sequence[str]) -> list[str]:
         if not message_ids:
             return []
-        taken = await self._touch_owned(
-            keys=[self.keys.actor_stream(queue)], args=[queue, consumer, *message_ids]
-        )
+        try:
+            taken = await self._touch_owned(
+                keys=[self.keys.actor_stream(queue)], args=[queue, consumer, *message_ids]
+            )
+        except ResponseError as e:
+            await self._recreate_if_lost(queue, e)
+            return list(message_ids)  # nothing is pending any more: nobody owns them
         return [_text(entry_id) for entry_id in taken]
+
+    async def _recreate_if_lost(self, queue: str, error: ResponseError) -> None:
+        """After NOGROUP (the stream or its group was deleted: a Redis restarted without
+        persistence, a flush) recreate the group; re-raise any other error."""
+        if "NOGROUP" not in str(error):
+            raise error
+        self._known_groups.discard(queue)
+        self._claim_cursors.pop(queue, None)
+        await self.ensure_queue(queue)
+
+    async def remove_idle_consumers(self, queue: str, *, min_idle: float) -> list[str]:
+        """Remove the group's consumers that hold no pending entry and have not read for
+        ``min_idle`` seconds (replicas that are gone); returns their names."""
+        try:
+            removed = await self._remove_idle_consumers(
+                keys=[self.keys.actor_stream(queue)], args=[queue, int(min_idle * 1000)]
+            )
+        except ResponseError as e:
+            await self._recreate_if_lost(queue, e)
+            return []
+        return [_text(name) for name in removed]
 
     async def commit(self, outcome: Outcome) -> None:
         if outcome.is_empty():
@@ -234,7 +305,7 @@ class RedisStreamsTransport(MessageTransport):
                 key(self.keys.job_state(fan_out.job_id)),
                 key(self.keys.job_end(fan_out.job_id)),
                 fan_out.parent_id,
-                fan_out.children - 1,
+                fan_out.children,
             ]
         args.append(len(outcome.publish))
         for queue, body in outcome.publish:
@@ -261,7 +332,7 @@ class RedisStreamsTransport(MessageTransport):
         args: list[bytes | str | int] = [
             JOB_STATE_TTL_SECONDS,
             self.job_end_ttl,
-            orjson.dumps(JOB_STATE_LOST_ERROR),
+            wire_json.dumps(JOB_STATE_LOST_ERROR),
         ]
         for end in ends:
             keys += [
@@ -274,26 +345,45 @@ class RedisStreamsTransport(MessageTransport):
                 end.envelope_id,
                 branch_field(end.branch),
                 (b"s" if end.succeeded else b"f") + end.outcome,
-                orjson.dumps(dict(end.event))[:-1],
+                wire_json.dumps(dict(end.event))[:-1],
                 "1" if end.fanned_out else "0",
                 end.delivery.queue,
                 end.delivery.message_id,
+                end.parent_id or "",
+                end.branch[-1] if end.branch else 0,
             ]
         answers = await self._end_branches(keys=keys, args=args)
         return [_BRANCH_ANSWERS.get(int(a), BranchEnded.OPEN) for a in answers]
 
-    async def cancel_job(self, job_id: str, reason: str) -> CancelResult:
+    async def cancel_job(self, job_id: str, reason: str) -> JobEndResult:
         event = {"job_id": job_id, "kind": "cancelled", "data": {"reason": reason}, "at": now_iso()}
-        cancelled, ended_as = await self._cancel_job(
+        return await self._end(job_id, "cancelled", event, CANCEL_TTL_SECONDS)
+
+    async def fail_job(
+        self, job_id: str, error: Mapping[str, Any], event: Mapping[str, Any]
+    ) -> JobEndResult:
+        failed = {
+            "job_id": job_id,
+            **event,
+            "kind": "failed",
+            "error": dict(error),
+            "at": now_iso(),
+        }
+        return await self._end(job_id, "failed", failed, self.job_end_ttl)
+
+    async def _end(
+        self, job_id: str, kind: str, event: Mapping[str, Any], ttl: int
+    ) -> JobEndResult:
+        ended, ended_as = await self._end_job(
             keys=[
                 self.keys.job_end(job_id),
                 self.keys.job_state(job_id),
                 self.keys.cancel,
                 self.keys.events,
             ],
-            args=[job_id, self.job_end_ttl, orjson.dumps(event), self.keys.cancel],
+            args=[kind, ttl, wire_json.dumps(dict(event)), job_id, self.keys.cancel],
         )
-        return CancelResult(cancelled=bool(cancelled), ended_as=_text(ended_as))
+        return JobEndResult(ended=bool(ended), ended_as=_text(ended_as))
 
     async def cancelled_since(self, score: float) -> list[tuple[str, float]]:
         """Jobs cancelled at or after ``score`` (Redis time), oldest first."""
@@ -308,15 +398,17 @@ class RedisStreamsTransport(MessageTransport):
             await self._append_many(keys=[stream], args=[field, *bodies])
 
     async def promote_due(self, *, now: float | None = None, limit: int = 256) -> int:
-        moved = await self._promote_due(
+        moved, refused = await self._promote_due(
             keys=[self.keys.retry],
             args=[
-                repr(time.time() if now is None else now),
+                "" if now is None else repr(now),
                 limit,
                 self.keys.actor_stream_prefix,
                 MESSAGE_FIELD,
             ],
         )
+        if refused:
+            log.error("%d due retries were refused by their streams; dead-lettered", refused)
         return int(moved)
 
     async def depth(self, queue: str) -> QueueDepth:

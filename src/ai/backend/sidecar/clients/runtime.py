@@ -8,8 +8,8 @@ client reconnects with exponential backoff; the consume loop takes no new work u
 
 Nothing the runtime sends ends the connection task: a malformed ``hello`` is reported and the
 client connects again; a frame announced above ``max_frame`` fails its call with
-``frame_too_large`` (all calls in flight when its id cannot be seen) and the connection is
-dropped and made again, instead of reading the announced body.
+``frame_too_large`` and the connection is dropped and made again, instead of reading the
+announced body (the other calls in flight fail as ``connection_error`` and are retried).
 """
 
 from __future__ import annotations
@@ -45,6 +45,23 @@ RECONNECT_MIN = 0.05
 RECONNECT_MAX = 2.0
 PEEK_BYTES = 512  # of an oversized frame's body, to find its call's id
 PEEK_TIMEOUT = 1.0
+
+
+async def _peek_call_id(reader: asyncio.StreamReader, limit: int) -> str | None:
+    """The call id in the first ``limit`` bytes of a frame body, read for at most
+    ``PEEK_TIMEOUT`` seconds (the runtime may stall), or ``None``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PEEK_TIMEOUT
+    head = b""
+    while len(head) < limit and peek_frame_id(head) is None:
+        try:
+            chunk = await asyncio.wait_for(reader.read(limit - len(head)), deadline - loop.time())
+        except (TimeoutError, ConnectionError):
+            break
+        if not chunk:
+            break
+        head += chunk
+    return peek_frame_id(head)
 
 
 def _expire(future: asyncio.Future[dict[str, Any]]) -> None:
@@ -240,29 +257,25 @@ class RuntimeClient:
             return self._writer is not None
 
     async def _fail_oversized(self, reader: asyncio.StreamReader, error: FrameTooLarge) -> None:
-        """The runtime announced a frame above ``max_frame``: fail its call (every call in
-        flight when its id cannot be read from the body's first bytes) with
-        ``frame_too_large``; the caller then drops the connection without reading the rest."""
-        try:
-            head = await asyncio.wait_for(
-                reader.readexactly(min(error.size, PEEK_BYTES)), PEEK_TIMEOUT
-            )
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-            head = b""
-        call_id = peek_frame_id(head)
-        culprits = [call_id] if call_id in self._pending else list(self._pending)
+        """The runtime announced a frame above ``max_frame``: fail its call with
+        ``frame_too_large`` when its id can be read from the body's first bytes. The caller then
+        drops the connection without reading the rest, so the other calls in flight fail as
+        ``connection_error`` and are retried (all of them, the culprit too, when its id cannot
+        be seen)."""
+        call_id = await _peek_call_id(reader, min(error.size, PEEK_BYTES))
+        known = call_id is not None and call_id in self._pending
         log.error(
             "runtime sent a frame of {} bytes (limit {}) for {}; reconnecting",
             error.size,
             error.limit,
-            call_id if call_id in self._pending else f"{len(culprits)} calls in flight",
+            call_id if known else "a call it did not name",
         )
-        for culprit in culprits:
+        if known:
             self._resolve(
-                culprit,
+                call_id,
                 {
                     "type": "result",
-                    "id": culprit,
+                    "id": call_id,
                     "status": "error",
                     "error": "frame_too_large",
                     "message": f"the runtime's answer is too large: {error}",

@@ -5,11 +5,13 @@ silent replicas left pending (reclaimed every ``claim_idle / 3`` seconds, walkin
 pending list) and to new entries alike, so together they never exceed it; and it takes no new
 work while its handler is not ready (the runtime is away). Commits outcomes in batches, retrying
 while Redis is away and isolating an outcome Redis rejects from the rest of its batch.
-Periodically: moves due retries back to their streams, refreshes the idle time of its own
-in-flight entries (only those it still owns) so that nobody reclaims them from a live replica,
-and trims its stream below the oldest entry still pending or undelivered. An entry delivered
-more than ``max_deliveries`` times is dead-lettered unprocessed (a poison message). No error of
-Redis or of its own tasks ends the loop: each is logged once and counted.
+Periodically (and until the last in-flight entry is done, on SIGTERM too): moves due retries
+back to their streams, refreshes the idle time of its own in-flight entries (only those it still
+owns) so that nobody reclaims them from a live replica, trims its stream below the oldest entry
+still pending or undelivered, and removes consumers that are gone (idle an hour, owing
+nothing). An entry delivered more than ``max_deliveries`` times is not processed again: its job
+fails and it is dead-lettered (a poison message). No error of Redis or of its own tasks ends
+the loop: each is logged once and counted.
 """
 
 from __future__ import annotations
@@ -38,14 +40,18 @@ log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 CONSUME_BLOCK = 0.5
 PROMOTE_INTERVAL = 0.1
 TRIM_INTERVAL = 60.0  # the stream keeps only what is pending or undelivered (XTRIM MINID)
+GONE_CONSUMER_IDLE = 3600.0  # a consumer that has not read for an hour and owes nothing is gone
 
 
 class EnvelopeHandler(Protocol):
     async def handle(self, delivery: Delivery, envelope: Envelope) -> Outcome:
         """What processing the envelope turned into (committed by the loop with the ack)."""
 
-    def abandon(self, delivery: Delivery, envelope: Envelope, failure: CallFailure) -> Outcome:
-        """The outcome of an envelope that will not be processed (its delivery limit passed)."""
+    async def abandon(
+        self, delivery: Delivery, envelope: Envelope, failure: CallFailure
+    ) -> Outcome:
+        """Give up on an envelope (its delivery limit passed): fail its job and return the
+        outcome that keeps it in the DLQ."""
 
 
 class WorkGate(Protocol):
@@ -98,6 +104,7 @@ class ConsumerLoop:
         *,
         cancelled: CancelledJobs | None = None,
         gate: WorkGate | None = None,
+        retrier: RedisRetrier | None = None,
     ) -> None:
         self.transport = transport
         self.settings = settings
@@ -105,7 +112,7 @@ class ConsumerLoop:
         self.metrics = metrics
         self.cancelled = cancelled
         self.gate = gate
-        self.retrier = RedisRetrier(transport, metrics)
+        self.retrier = retrier or RedisRetrier(transport, metrics)
         self.committer = BatchCommitter(transport, self.retrier)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._slot_free = asyncio.Event()
@@ -126,12 +133,16 @@ class ConsumerLoop:
             )
         except Stopped:
             return
-        maintenance = asyncio.create_task(self._maintain(stop), name="consumer-maintenance")
+        drained = asyncio.Event()  # maintenance (keeping in-flight entries) lasts until then
+        maintenance = asyncio.create_task(self._maintain(drained), name="consumer-maintenance")
         try:
             await self._consume(stop)
         finally:
-            await cancel_and_wait(maintenance)
-            await self._drain()
+            try:
+                await self._drain()
+            finally:
+                drained.set()
+                await cancel_and_wait(maintenance)
 
     async def _consume(self, stop: asyncio.Event) -> None:
         """Hand out free slots: to entries silent replicas left pending (every
@@ -152,11 +163,11 @@ class ConsumerLoop:
                 continue
             try:
                 if time.monotonic() >= next_claim:
+                    next_claim = time.monotonic() + claim_every
                     for delivery in await self.transport.claim_idle(
                         s.queue, s.consumer, min_idle=s.claim_idle, count=self.free_slots
                     ):
                         self._reclaimed(delivery)
-                    next_claim = time.monotonic() + claim_every
                     if self.free_slots <= 0:
                         continue
                 deliveries = await self.transport.consume(
@@ -236,7 +247,7 @@ class ConsumerLoop:
                 envelope.job_key,
                 delivery.deliveries,
             )
-            return self.handler.abandon(
+            return await self.handler.abandon(
                 delivery, envelope, CallFailure.delivery_limit(delivery.deliveries, limit)
             )
         if self.cancelled is not None and envelope.job_key in self.cancelled:
@@ -244,27 +255,31 @@ class ConsumerLoop:
             return Outcome(acks=[delivery])
         return await self.handler.handle(delivery, envelope)
 
-    async def _maintain(self, stop: asyncio.Event) -> None:
+    async def _maintain(self, until: asyncio.Event) -> None:
         s = self.settings
         touch_every = max(s.claim_idle / 3, PROMOTE_INTERVAL)
         next_touch = time.monotonic() + touch_every
-        next_trim = time.monotonic() + TRIM_INTERVAL
+        next_tidy = time.monotonic() + TRIM_INTERVAL
         backoff = Backoff()
-        while not stop.is_set():
+        while not until.is_set():
             try:
                 await self.transport.promote_due()
-                if time.monotonic() >= next_trim:
+                if time.monotonic() >= next_tidy:
+                    next_tidy = time.monotonic() + TRIM_INTERVAL
                     await self.transport.trim(s.queue)
-                    next_trim = time.monotonic() + TRIM_INTERVAL
+                    for gone in await self.transport.remove_idle_consumers(
+                        s.queue, min_idle=GONE_CONSUMER_IDLE
+                    ):
+                        log.info("removed consumer {} of {}: gone and owing nothing", gone, s.queue)
                 if time.monotonic() >= next_touch:
-                    await self._keep_in_flight()
                     next_touch = time.monotonic() + touch_every
+                    await self._keep_in_flight()
             except Exception as e:
                 self._log_loop_error("maintenance", e, backoff)
-                await _first_of(backoff.wait(), stop.wait())
+                await _first_of(backoff.wait(), until.wait())
                 continue
             backoff.reset()
-            await _first_of(asyncio.sleep(PROMOTE_INTERVAL), stop.wait())  # a timer
+            await _first_of(asyncio.sleep(PROMOTE_INTERVAL), until.wait())  # a timer
 
     async def _keep_in_flight(self) -> None:
         """Refresh the idle time of this replica's in-flight entries, so that nobody reclaims

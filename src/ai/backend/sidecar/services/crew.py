@@ -14,8 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
-
+from ai.backend.common import json as wire_json
 from ai.backend.common.aio import MicroBatcher
 from ai.backend.common.dto.base import ERROR_END, HAPPY_END
 from ai.backend.common.dto.envelope import Envelope
@@ -59,9 +58,16 @@ class CrewMember:
         await self._retrier.call("ending a branch", lambda: self._batcher.submit(end))
         return Outcome()
 
-    def abandon(self, delivery: Delivery, envelope: Envelope, failure: CallFailure) -> Outcome:
-        """A branch that could not be ended (a poison message): kept in the crew's DLQ."""
+    async def abandon(
+        self, delivery: Delivery, envelope: Envelope, failure: CallFailure
+    ) -> Outcome:
+        """A branch that could not be ended (a poison message): its job fails (through its end
+        guard) and the envelope is kept in the crew's DLQ."""
         error = failure.to_error(actor=self.name, attempt=envelope.attempt)
+        event = {"envelope_id": envelope.id, "actor": self.name}
+        await self._retrier.call(
+            "failing a job", lambda: self._transport.fail_job(envelope.job_key, error, event)
+        )
         return Outcome(
             dead_letters=[DeadLetter(delivery.queue, delivery.body, error)], acks=[delivery]
         )
@@ -83,8 +89,9 @@ class CrewMember:
             envelope_id=envelope.id,
             branch=tuple(envelope.branch),
             succeeded=succeeded,
-            outcome=orjson.dumps(outcome),
+            outcome=wire_json.dumps(outcome),
             event=event,
+            parent_id=envelope.parent_id,
         )
 
     async def _end_branches(self, ends: list[BranchEnd]) -> list[BranchEnded]:

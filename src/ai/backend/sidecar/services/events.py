@@ -14,8 +14,7 @@ import collections
 import logging
 from typing import Any
 
-import orjson
-
+from ai.backend.common import json as wire_json
 from ai.backend.common.dto.envelope import Envelope
 from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.redis_streams import EVENT_FIELD, RedisStreamsTransport, now_iso
@@ -61,6 +60,9 @@ class EventPublisher:
         self._stream = transport.keys.events
         self._queue: collections.deque[bytes] = collections.deque()
         self._queued_bytes = 0
+        self._emitted = 0  # events accepted so far; event n is written once _written >= n
+        self._written = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -75,9 +77,11 @@ class EventPublisher:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-publisher")
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: dict[str, Any]) -> int:
+        """Queue the event; returns its number for :meth:`written` (a dropped event gets the
+        number of the last one queued: there is nothing more to wait for)."""
         event.setdefault("at", now_iso())
-        data = orjson.dumps(event)
+        data = wire_json.dumps(event)
         if self._queue and (
             len(self._queue) >= self._max_queued
             or self._queued_bytes + len(data) > self._max_queued_bytes
@@ -86,11 +90,32 @@ class EventPublisher:
             self._metrics.events_dropped.inc()
             if self.dropped % 10_000 == 1:
                 log.warning("job events are not getting out; {} dropped so far", self.dropped)
-            return
+            return self._emitted
         self._queue.append(data)
         self._queued_bytes += len(data)
+        self._emitted += 1
         self._idle.clear()
         self._ready.set()
+        return self._emitted
+
+    async def written(self, number: int) -> None:
+        """Wait until event ``number`` and those before it are written (or given up)."""
+        if number <= self._written:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((number, future))
+        await future
+
+    def _mark_written(self, count: int) -> None:
+        self._written += count
+        waiting = []
+        for number, future in self._waiters:
+            if number <= self._written:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                waiting.append((number, future))
+        self._waiters = waiting
 
     async def close(self) -> None:
         """Write what is queued (for up to ``CLOSE_TIMEOUT`` seconds), then stop."""
@@ -128,6 +153,7 @@ class EventPublisher:
                     if not self._transport.is_transient(e):
                         log.error("dropped {} job events Redis refused: {}", len(batch), e)
                         self._metrics.events_dropped.inc(len(batch))
+                        self._mark_written(len(batch))
                         break
                     if backoff.attempts == 0:
                         log.warning("cannot write job events ({}); retrying", e)
@@ -136,4 +162,5 @@ class EventPublisher:
                 if backoff.attempts:
                     log.info("job events are getting out again")
                 backoff.reset()
+                self._mark_written(len(batch))
                 break

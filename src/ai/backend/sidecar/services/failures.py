@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from ai.backend.common.dto.actor_spec import MAX_RETRY_DELAY as RETRY_DELAY_LIMIT
 from ai.backend.common.dto.actor_spec import RetryPolicy
 from ai.backend.common.dto.job_event import ErrorCode
 
@@ -21,6 +22,9 @@ NEVER_RETRIED = frozenset(
 )
 RECOVERABLE = frozenset({ErrorCode.OOM_ERROR, ErrorCode.CUDA_OOM_ERROR, ErrorCode.CONNECTION_ERROR})
 MIN_RECOVERABLE_ATTEMPTS = 3
+# no retry waits longer (the runtime's retry_after included): a retried envelope must arrive
+# well within the time a job's end is remembered (JOB_END_TTL_SECONDS)
+MAX_RETRY_DELAY = RETRY_DELAY_LIMIT.total_seconds()
 
 
 @dataclass(frozen=True)
@@ -106,4 +110,4 @@ def decide(failure: CallFailure, policy: RetryPolicy, attempt: int) -> Decision:
     delay = policy.delay_before(attempt + 1).total_seconds()
     if failure.retry_after is not None:
         delay = max(delay, failure.retry_after)
-    return Decision(Verdict.RETRY, delay=delay)
+    return Decision(Verdict.RETRY, delay=min(delay, MAX_RETRY_DELAY))

@@ -17,13 +17,21 @@ from ai.backend.common.dto.envelope import Envelope
 from ai.backend.common.dto.job_event import ErrorCode
 from ai.backend.common.framing import FrameTooLarge
 from ai.backend.common.log import BraceStyleAdapter
-from ai.backend.common.transport.base import DeadLetter, DelayedMessage, Delivery, FanOut, Outcome
+from ai.backend.common.transport.base import (
+    DeadLetter,
+    DelayedMessage,
+    Delivery,
+    FanOut,
+    MessageTransport,
+    Outcome,
+)
 
 from ..clients.runtime import RuntimeClient, RuntimeUnavailable
 from ..metrics import SidecarMetrics
 from .events import EventPublisher, event_fields
 from .failures import CallFailure, Verdict, decide
-from .routing import retry_envelope, successors, to_error_end
+from .retrying import RedisRetrier
+from .routing import RoutingError, retry_envelope, successors, to_error_end
 
 log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 
@@ -51,14 +59,29 @@ class ActorProcessor:
         runtime: RuntimeClient,
         events: EventPublisher,
         metrics: SidecarMetrics,
+        *,
+        transport: MessageTransport,
+        retrier: RedisRetrier,
     ) -> None:
         self.spec = spec
+        self.transport = transport
+        self.retrier = retrier
         self.runtime = runtime
         self.events = events
         self.metrics = metrics
         self.timeout = spec.timeout.total_seconds()
 
     async def handle(self, delivery: Delivery, envelope: Envelope) -> Outcome:
+        try:
+            return await self._process(delivery, envelope)
+        except RoutingError as e:
+            log.error(
+                "envelope {} of job {} cannot be routed: {}", envelope.id, envelope.job_key, e
+            )
+            failure = CallFailure(ErrorCode.PROCESSING_ERROR, str(e), reason="unroutable")
+            return await self.abandon(delivery, envelope, failure)
+
+    async def _process(self, delivery: Delivery, envelope: Envelope) -> Outcome:
         actor = self.spec.name
         if envelope.route.current_actor != actor:
             failure = CallFailure(
@@ -72,7 +95,10 @@ class ActorProcessor:
             )
             return self._fail(delivery, envelope, failure, dead_letter=False)
         self.events.emit(event_fields(envelope, "running", actor))
-        answer = await self._call(delivery, envelope)
+        answer, streamed = await self._call(delivery, envelope)
+        if streamed:
+            # partials and progress reach bai:events before anything that may end the job
+            await self.events.written(streamed)
         if isinstance(answer, CallFailure):
             return self._after_failure(delivery, envelope, answer)
         self.metrics.processed.inc()
@@ -85,8 +111,10 @@ class ActorProcessor:
             outcome.fan_outs.append(FanOut(envelope.job_key, envelope.id, len(children)))
         return outcome
 
-    async def _call(self, delivery: Delivery, envelope: Envelope) -> Any | CallFailure:
-        """The handler's result, or how the call failed."""
+    async def _call(self, delivery: Delivery, envelope: Envelope) -> tuple[Any | CallFailure, int]:
+        """The handler's result, or how the call failed; and the number of the last event it
+        streamed (partials, progress), 0 if none."""
+        streamed = 0
         call_id = delivery.message_id
         frame: dict[str, Any] = {
             "type": "call",
@@ -115,27 +143,41 @@ class ActorProcessor:
                 }
             else:
                 return
-            self.events.emit(event)
+            nonlocal streamed
+            streamed = self.events.emit(event)
 
         try:
             result = await self.runtime.call(call_id, frame, on_frame, timeout=timeout)
         except TimeoutError:
-            return CallFailure(
+            failure = CallFailure(
                 ErrorCode.TIMEOUT,
                 f"the call did not finish within {timeout:g} s",
                 reason="timeout",
             )
+            return failure, streamed
         except RuntimeUnavailable as e:
-            return CallFailure(ErrorCode.CONNECTION_ERROR, str(e))
+            return CallFailure(ErrorCode.CONNECTION_ERROR, str(e)), streamed
         except FrameTooLarge as e:
-            return CallFailure(ErrorCode.FRAME_TOO_LARGE, f"the call frame is too large: {e}")
+            message = f"the call frame is too large: {e}"
+            return CallFailure(ErrorCode.FRAME_TOO_LARGE, message), streamed
         if result.get("status") == "ok":
-            return result.get("result")
-        return CallFailure.from_result_frame(result)
+            return result.get("result"), streamed
+        return CallFailure.from_result_frame(result), streamed
 
-    def abandon(self, delivery: Delivery, envelope: Envelope, failure: CallFailure) -> Outcome:
-        """Not processed (a poison message): ``error-end`` and the DLQ."""
-        return self._fail(delivery, envelope, failure, dead_letter=True)
+    async def abandon(
+        self, delivery: Delivery, envelope: Envelope, failure: CallFailure
+    ) -> Outcome:
+        """Give up on the envelope (a poison message, or one that cannot be routed): its job
+        fails at once through its end guard, and the envelope is kept in the DLQ."""
+        self.metrics.dead_lettered.inc()
+        error = failure.to_error(actor=self.spec.name, attempt=envelope.attempt)
+        event = {"envelope_id": envelope.id, "actor": self.spec.name, "attempt": envelope.attempt}
+        await self.retrier.call(
+            "failing a job", lambda: self.transport.fail_job(envelope.job_key, error, event)
+        )
+        return Outcome(
+            dead_letters=[DeadLetter(delivery.queue, delivery.body, error)], acks=[delivery]
+        )
 
     def _after_failure(
         self, delivery: Delivery, envelope: Envelope, failure: CallFailure

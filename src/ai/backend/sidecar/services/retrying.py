@@ -45,11 +45,13 @@ class Backoff:
 
 class RedisRetrier:
     """Runs a transport call again, with backoff, for as long as it fails transiently (Redis
-    away, loading, failing over); other errors are raised. Each outage is logged once."""
+    away, loading, failing over); other errors are raised. One retrier serves a whole sidecar,
+    so that an outage is logged once (and its end once), however many calls wait it out."""
 
     def __init__(self, transport: MessageTransport, metrics: SidecarMetrics) -> None:
         self._transport = transport
         self._metrics = metrics
+        self._outage = False
 
     async def call(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
         backoff = Backoff()
@@ -60,10 +62,12 @@ class RedisRetrier:
                 if not self._transport.is_transient(e):
                     raise
                 self._metrics.redis_retries.inc()
-                if backoff.attempts == 0:
+                if not self._outage:
+                    self._outage = True
                     log.warning("{} failed ({}); retrying until Redis answers", what, e)
                 await backoff.wait()
                 continue
-            if backoff.attempts:
-                log.info("{} succeeded after {} retries", what, backoff.attempts)
+            if self._outage:
+                self._outage = False
+                log.info("Redis answers again ({} succeeded)", what)
             return result

@@ -6,11 +6,27 @@ from __future__ import annotations
 from typing import Any
 
 from ai.backend.common.dto.base import ERROR_END, HAPPY_END
-from ai.backend.common.dto.envelope import Envelope, Route, child_envelope_id
+from ai.backend.common.dto.envelope import (
+    MAX_FAN_OUT_DEPTH,
+    MAX_ROUTE_ACTORS,
+    Envelope,
+    Route,
+    child_envelope_id,
+)
+
+
+class RoutingError(ValueError):
+    """The envelope's successor would break the envelope's limits (route length, fan-out
+    depth): the envelope cannot go on."""
 
 
 def _route_to(envelope: Envelope, crew: str) -> Route:
     actors = [a for a in envelope.route.actors if a not in (HAPPY_END, ERROR_END)]
+    if len(actors) + 1 > MAX_ROUTE_ACTORS:
+        raise RoutingError(
+            f"a route of {len(actors)} actors leaves no room for {crew} (at most"
+            f" {MAX_ROUTE_ACTORS - 1} actors)"
+        )
     return Route(actors=[*actors, crew], current=len(actors))
 
 
@@ -32,6 +48,8 @@ def successors(envelope: Envelope, result: Any) -> tuple[list[Envelope], bool]:
         return [_successor(envelope, route=_route_to(envelope, HAPPY_END))], False
     route = _next_route(envelope)
     if isinstance(result, list):
+        if len(envelope.branch) >= MAX_FAN_OUT_DEPTH:
+            raise RoutingError(f"fan-outs nest at most {MAX_FAN_OUT_DEPTH} deep")
         children = [
             _successor(
                 envelope,
