@@ -78,6 +78,7 @@ def test_a_user_route_leaves_room_for_the_crew() -> None:
         ({"headers": {"x": 1}}, "headers.x: Input should be a valid string"),
         ({"extra": True}, "extra: unknown key"),
         ({"id": "a\nb"}, "id: ids must be printable text"),
+        ({"branch": [0]}, "an envelope with a branch (a fan-out child) must have parent_id"),
     ],
 )
 def test_bad_envelopes_name_the_field(change: dict[str, object], message: str) -> None:

@@ -150,6 +150,8 @@ async def test_a_fan_out_child_whose_job_state_was_lost_fails_the_job_once(
     )
     # an absent state must not read as "one open branch": that would succeed with one result
     assert results == [BranchEnded.JOB_STATE_LOST, BranchEnded.AFTER_JOB_END]
+    # other branches may still be on their way: the end is kept for a day
+    assert 86300 < await redis_client.ttl(transport.keys.job_end("j")) <= 86400
     [event] = await terminal_events(redis_client, transport)
     assert (event["kind"], event["error"], event["data"]) == (
         "failed",
@@ -315,4 +317,38 @@ async def test_fail_job_ends_a_job_once_whatever_its_open_branches(
         }
     ]
     assert await redis_client.exists(transport.keys.job_state("j")) == 0
-    assert await transport.cancelled_since(0) == []
+    # its other branches may still come: they are skipped, and the end is kept for a day
+    assert [job for job, _at in await transport.cancelled_since(0)] == ["j"]
+    assert 86300 < await redis_client.ttl(transport.keys.job_end("j")) <= 86400
+
+
+async def test_an_extra_child_of_a_duplicate_fan_out_cannot_count_a_fan_out_of_its_own(
+    transport: RedisStreamsTransport, redis_client: Redis
+) -> None:
+    await transport.commit(Outcome(fan_outs=[FanOut("j", "p", 2)]))  # p: children c0, c1
+    # a duplicate of p fanned out into three: its c2 is not a branch, and fans out in turn
+    await transport.commit(Outcome(fan_outs=[FanOut("j", "c2", 2, branch_of="p", branch_index=2)]))
+    # as does a child of a fan-out that was never counted
+    await transport.commit(Outcome(fan_outs=[FanOut("j", "x0", 2, branch_of="x", branch_index=0)]))
+    assert await redis_client.hget(transport.keys.job_state("j"), "open") == b"1"
+    await transport.commit(Outcome(fan_outs=[FanOut("j", "c0", 2, branch_of="p", branch_index=0)]))
+    assert await redis_client.hget(transport.keys.job_state("j"), "open") == b"2"
+    ends = await delivered(transport, "crew", 5)
+    results = await transport.end_branches(
+        [
+            branch_end(ends[0], "j", "g2.0", (2, 0), parent="c2"),
+            branch_end(ends[1], "j", "g2.1", (2, 1), parent="c2"),
+            branch_end(ends[2], "j", "g0.0", (0, 0), parent="c0"),
+            branch_end(ends[3], "j", "g0.1", (0, 1), parent="c0"),
+            branch_end(ends[4], "j", "c1", (1,), parent="p"),
+        ]
+    )
+    assert results == [
+        BranchEnded.DUPLICATE,
+        BranchEnded.DUPLICATE,
+        BranchEnded.OPEN,
+        BranchEnded.OPEN,
+        BranchEnded.JOB_ENDED,
+    ]
+    [event] = await terminal_events(redis_client, transport)
+    assert event["result"] == {"results": [{"value": "g0.0"}, {"value": "g0.1"}, {"value": "c1"}]}

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from redis import exceptions as redis_errors
+from redis._parsers.base import BaseParser
 from redis.asyncio import Redis
 
 from ai.backend.common.transport.base import DeadLetter, DelayedMessage, Outcome, QueueDepth
@@ -142,6 +143,14 @@ async def test_touch_refreshes_only_entries_the_consumer_still_owns(
     assert await transport.touch("owned", "r-1", []) == []
 
 
+class ReplyParser(BaseParser):
+    """redis-py's own mapping of error replies to exceptions."""
+
+    def on_connect(self, connection: Any) -> None: ...
+
+    def on_disconnect(self) -> None: ...
+
+
 async def test_transient_errors_are_told_from_rejected_calls(
     transport: RedisStreamsTransport, redis_client: Redis
 ) -> None:
@@ -149,6 +158,20 @@ async def test_transient_errors_are_told_from_rejected_calls(
     with pytest.raises(redis_errors.ResponseError, match="WRONGTYPE") as rejected:
         await transport.publish("wrongtype", b"x")
     assert not transport.is_transient(rejected.value)
+    for reply in (
+        "OOM command not allowed when used memory > 'maxmemory'.",
+        "READONLY You can't write against a read only replica.",
+        "LOADING Redis is loading the dataset in memory",
+        "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+        "TRYAGAIN Multiple keys request during rehashing of slot",
+        "CLUSTERDOWN The cluster is down",
+        "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist",
+        "NOREPLICAS Not enough good replicas to write.",
+        "BUSY Redis is busy running a script.",
+    ):
+        # as redis-py raises them: some get a class of their own, without the code
+        assert transport.is_transient(ReplyParser().parse_error(reply)), reply
+    assert not transport.is_transient(ReplyParser().parse_error("ERR unknown command 'NOPE'"))
     assert transport.is_transient(redis_errors.ConnectionError("Connection refused"))
     assert transport.is_transient(redis_errors.BusyLoadingError("LOADING Redis is loading"))
     assert transport.is_transient(redis_errors.ResponseError("BUSY Redis is busy running a script"))

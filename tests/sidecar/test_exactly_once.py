@@ -123,7 +123,11 @@ async def test_a_message_whose_commit_always_fails_fails_its_job_after_five_deli
 async def test_an_envelope_that_cannot_be_routed_fails_its_job(plane: DataPlane) -> None:
     await plane.start_actor("splitter", "examples.pipeline:fan_out")
     deepest = Envelope(
-        route=Route(actors=["splitter"]), payload={"items": [1]}, job_id="deep", branch=[0] * 32
+        route=Route(actors=["splitter"]),
+        payload={"items": [1]},
+        job_id="deep",
+        parent_id="above",
+        branch=[0] * 32,
     )
     await plane.publish_envelope(deepest)
     terminal = await plane.wait_terminal("deep")

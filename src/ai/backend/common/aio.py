@@ -75,7 +75,7 @@ class MicroBatcher(Generic[T, R]):
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
-        if self._flusher is None:
+        if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await future
 
@@ -96,16 +96,20 @@ class MicroBatcher(Generic[T, R]):
                     else:
                         future.set_result(result)
                 batch = []
-        except BaseException as e:
-            # no submitter may wait forever: whatever stopped the flush fails what it held
-            failure = e if isinstance(e, Exception) else RuntimeError("the batch was cancelled")
-            for _, future in [*batch, *self._waiting]:
-                if not future.done():
-                    future.set_exception(failure)
-            self._waiting = []
+        except Exception as e:
+            self._fail_all(batch, e)  # told to every submitter: nothing left to raise
+        except BaseException:
+            self._fail_all(batch, RuntimeError("the batch was cancelled"))
             raise
         finally:
             self._flusher = None
+
+    def _fail_all(self, batch: list[tuple[T, asyncio.Future[R]]], failure: Exception) -> None:
+        """No submitter may wait forever: whatever stopped the flush fails what it held."""
+        for _, future in [*batch, *self._waiting]:
+            if not future.done():
+                future.set_exception(failure)
+        self._waiting = []
 
     async def _results(self, items: list[T]) -> Sequence[R | Exception]:
         try:

@@ -101,6 +101,12 @@ class Envelope(StrictModel):
             raise ValueError("ids must be printable text")
         return value
 
+    @model_validator(mode="after")
+    def _child_names_its_parent(self) -> Envelope:
+        if self.branch and not self.parent_id:
+            raise ValueError("an envelope with a branch (a fan-out child) must have parent_id")
+        return self
+
     def is_expired(self, now: datetime | None = None) -> bool:
         return self.deadline_at is not None and (now or utcnow()) >= self.deadline_at
 

@@ -79,14 +79,18 @@ class DeadLetterEntry:
 
 @dataclass(frozen=True, slots=True)
 class FanOut:
-    """A delivery of job ``job_id`` that fanned out into ``children`` envelopes: the job has
-    ``children - 1`` more open branches. Counted once per ``parent_id``, and not at all once the
-    job has ended, so a parent processed twice does not leave the job waiting for branches that
-    will never end."""
+    """Envelope ``parent_id`` of job ``job_id`` fanned out into ``children`` envelopes: the job
+    has ``children - 1`` more open branches. Counted once per parent, and only while the parent
+    is a branch of the job: not once the job has ended, nor once the parent's own branch has,
+    nor when the parent is itself a child (``branch_of`` its parent, at ``branch_index``) that
+    is not a counted branch (the extra child of a duplicate that fanned out differently). So a
+    parent processed twice never leaves the job waiting for, or ending without, a branch."""
 
     job_id: str
     parent_id: str
     children: int
+    branch_of: str | None = None
+    branch_index: int = 0
 
 
 @dataclass(slots=True)

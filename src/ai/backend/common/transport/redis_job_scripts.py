@@ -7,7 +7,8 @@ from __future__ import annotations
 
 # Ends the branches of a batch of deliveries, each in turn, each acknowledged after its writes.
 # KEYS, four per branch: job state, job end guard, events stream, the crew's stream.
-# ARGV = state ttl, end ttl, the error of a job whose state was lost (JSON), then nine per
+# ARGV = state ttl, end ttl, the error of a job whose state was lost (JSON), the end ttl of such
+#   a job (as long as a cancel's: its other branches may still be on their way), then nine per
 #   branch: envelope id, branch field, tagged outcome ("s" + result JSON | "f" + error JSON),
 #   event head (the terminal event's JSON object without kind, result, error, data and its
 #   closing brace), fanned out ("1"/"0"), the crew's group, the delivery's entry id, the parent's
@@ -22,9 +23,10 @@ from __future__ import annotations
 # nor is the end of an envelope whose fan-out was counted (its children are its branches).
 END_BRANCHES = """
 local state_ttl, end_ttl, lost_error = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local lost_ttl = tonumber(ARGV[4])
 
-local function finish(k, a, kind, body, branches)
-  redis.call('SET', KEYS[k + 2], kind, 'EX', end_ttl)
+local function finish(k, a, kind, body, branches, ttl)
+  redis.call('SET', KEYS[k + 2], kind, 'EX', ttl)
   redis.call('XADD', KEYS[k + 3], '*', 'ev',
              ARGV[a + 3] .. ',"kind":"' .. kind .. '",' .. body
              .. ',"data":{"branches":' .. branches .. '}}')
@@ -39,7 +41,7 @@ local function end_branch(k, a)
     if not counted then
       if redis.call('HEXISTS', state, 'open') == 1 then return -1 end
       -- a fan-out child, but no fan-out is recorded: the job's state expired or was deleted
-      finish(k, a, 'failed', '"error":' .. lost_error, 0)
+      finish(k, a, 'failed', '"error":' .. lost_error, 0, lost_ttl)
       return -4
     end
     if tonumber(ARGV[a + 8]) >= tonumber(counted) then return -1 end
@@ -68,18 +70,18 @@ local function end_branch(k, a)
     end
   end
   if first_error then
-    finish(k, a, 'failed', '"error":' .. first_error, #outcomes)
+    finish(k, a, 'failed', '"error":' .. first_error, #outcomes, end_ttl)
   else
     local result = results[1]
     if ARGV[a + 4] == '1' then result = '{"results":[' .. table.concat(results, ',') .. ']}' end
-    finish(k, a, 'succeeded', '"result":' .. result, #outcomes)
+    finish(k, a, 'succeeded', '"result":' .. result, #outcomes, end_ttl)
   end
   return -2
 end
 
 local answers = {}
 for i = 0, #KEYS / 4 - 1 do
-  local k, a = i * 4, 4 + i * 9
+  local k, a = i * 4, 5 + i * 9
   answers[i + 1] = end_branch(k, a)
   redis.call('XACK', KEYS[k + 4], ARGV[a + 5], ARGV[a + 6])
 end
@@ -87,10 +89,10 @@ return answers
 """
 
 # Ends a job as ARGV[1] (``cancelled`` or ``failed``) unless it has ended: end guard, state
-# dropped, the event; for a cancel also the cancel set (scored by Redis time, entries older than
-# the ttl pruned) and the news published.
-# KEYS = job end guard, job state, cancel set, events stream.
-# ARGV = kind, guard ttl, event JSON, job id, cancel channel.
+# dropped, the job added to the set of jobs whose envelopes consumers skip (scored by Redis time,
+# entries older than the ttl pruned) and the news published, then the event.
+# KEYS = job end guard, job state, skip (cancel) set, events stream.
+# ARGV = kind, ttl, event JSON, job id, cancel channel.
 # Returns {1, kind}, or {0, the kind the job had ended as}.
 END_JOB = """
 local ended = redis.call('GET', KEYS[1])
@@ -98,13 +100,11 @@ if ended then return {0, ended} end
 local kind, ttl = ARGV[1], tonumber(ARGV[2])
 redis.call('SET', KEYS[1], kind, 'EX', ttl)
 redis.call('DEL', KEYS[2])
-if kind == 'cancelled' then
-  local time = redis.call('TIME')
-  local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-  redis.call('ZADD', KEYS[3], now, ARGV[4])
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
-  redis.call('PUBLISH', ARGV[5], string.format('%.6f', now) .. ' ' .. ARGV[4])
-end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+redis.call('ZADD', KEYS[3], now, ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
+redis.call('PUBLISH', ARGV[5], string.format('%.6f', now) .. ' ' .. ARGV[4])
 redis.call('XADD', KEYS[4], '*', 'ev', ARGV[3])
 return {1, kind}
 """

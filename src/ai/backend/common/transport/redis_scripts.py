@@ -5,8 +5,10 @@ redis-py ~30 µs, an argument of a script call ~1 µs)."""
 from __future__ import annotations
 
 # KEYS[1] = retry zset; ARGV = now ("" = the server's clock), limit, stream prefix, message field.
-# A member whose stream refuses it (a key of the wrong type) goes to that stream's DLQ, or stays
-# if that fails too, so that it does not hold up the others. Returns {moved, refused}.
+# A member its stream refuses (a key of the wrong type) goes to that stream's DLQ so that it does
+# not hold up the others; if the DLQ refuses it too (Redis refuses all writes) it stays. A member
+# without a queue cannot be routed and is dropped.
+# Returns {moved, dead-lettered, stayed, dropped}.
 PROMOTE_DUE = """
 local now = ARGV[1]
 if now == '' then
@@ -14,38 +16,42 @@ if now == '' then
   now = tonumber(time[1]) + tonumber(time[2]) / 1000000
 end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
-local moved, refused = 0, 0
+local moved, dead, stayed, dropped = 0, 0, 0, 0
 for _, member in ipairs(due) do
   local sep = string.find(member, '\\n', 1, true)
-  local ok = true
-  if sep then
+  local done = true
+  if not sep then
+    dropped = dropped + 1
+  else
     local stream = ARGV[3] .. string.sub(member, 1, sep - 1)
     local body = string.sub(member, sep + 1)
-    ok = not redis.pcall('XADD', stream, '*', ARGV[4], body)['err']
-    if not ok then
-      refused = refused + 1
-      local letter = redis.pcall('XADD', stream .. ':dlq', '*', ARGV[4], body,
-                                 'err', '{"code":"processing_error","reason":"retry_refused"}',
-                                 'at', tostring(now))
-      ok = not letter['err']
+    if not redis.pcall('XADD', stream, '*', ARGV[4], body)['err'] then
+      moved = moved + 1
+    elseif not redis.pcall('XADD', stream .. ':dlq', '*', ARGV[4], body, 'err',
+                           '{"code":"processing_error","reason":"retry_refused"}',
+                           'at', tostring(now))['err'] then
+      dead = dead + 1
+    else
+      stayed = stayed + 1
+      done = false
     end
   end
-  if ok then
-    redis.call('ZREM', KEYS[1], member)
-    moved = moved + 1
-  end
+  if done then redis.call('ZREM', KEYS[1], member) end
 end
-return {moved, refused}
+return {moved, dead, stayed, dropped}
 """
 
 
 # Everything an Outcome writes, and its acknowledgements (last), in one atomic call.
 # KEYS[1] = retry zset; other keys are referred to by their index in KEYS.
 # ARGV = field, now, job-state ttl, then sections, each a count followed by its items:
-#   fan-outs (state key, end key, parent id, children)*, publish (key, body)*,
+#   fan-outs (state key, end key, parent id, children, the parent's own parent id or "", its
+#   index there)*, publish (key, body)*,
 #   delayed (score, member)*, dead letters (key, body, error JSON)*, acks (key, group, n, id*n)*
-# A fan-out is counted once per parent (field f:<parent> = its number of children), and not at
-# all once the job has ended or the parent's own branch has (a duplicate that went another way).
+# A fan-out is counted once per parent (field f:<parent> = its number of children), and only
+# while the parent is a branch: not once the job has ended or the parent's own branch has (a
+# duplicate that went another way), nor when the parent is a child beyond, or outside, the
+# fan-out counted for its own parent.
 # Fan-outs come first: a job key of the wrong type fails the script before anything is written
 # (Redis does not undo the writes of a script that fails midway).
 COMMIT = """
@@ -54,8 +60,14 @@ local function take() local v = ARGV[a]; a = a + 1; return v end
 local field, now, ttl = take(), take(), take()
 for _ = 1, tonumber(take()) do
   local state, ended = KEYS[tonumber(take())], KEYS[tonumber(take())]
-  local parent, children = take(), take()
-  if redis.call('EXISTS', ended) == 0 and redis.call('HEXISTS', state, 'd:' .. parent) == 0
+  local parent, children, branch_of, branch_index = take(), take(), take(), tonumber(take())
+  local is_branch = true
+  if branch_of ~= '' then
+    local counted = redis.call('HGET', state, 'f:' .. branch_of)
+    is_branch = counted and branch_index < tonumber(counted)
+  end
+  if is_branch and redis.call('EXISTS', ended) == 0
+     and redis.call('HEXISTS', state, 'd:' .. parent) == 0
      and redis.call('HSETNX', state, 'f:' .. parent, children) == 1 then
     redis.call('HINCRBY', state, 'open', tonumber(children) - 1)
     redis.call('EXPIRE', state, ttl)
@@ -93,7 +105,7 @@ return #ARGV - 1
 # XAUTOCLAIM from a cursor, with each claimed entry's delivery count (XAUTOCLAIM does not say it).
 # KEYS[1] = stream; ARGV = group, consumer, min idle (ms), cursor, count.
 # Returns {next cursor, {{id, {field, value, ...}, deliveries}, ...}}; entries deleted from the
-# stream are left out (and acknowledged: Redis 6.2 keeps them pending, 7 drops them itself).
+# stream are left out (Redis 7 also drops them from the pending list).
 CLAIM_IDLE = """
 local reply = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4],
                         'COUNT', ARGV[5])
@@ -102,8 +114,6 @@ for _, entry in ipairs(reply[2]) do
   if entry and entry[2] then
     local info = redis.call('XPENDING', KEYS[1], ARGV[1], entry[1], entry[1], 1)[1]
     claimed[#claimed + 1] = {entry[1], entry[2], info and info[4] or 1}
-  elseif entry then
-    redis.call('XACK', KEYS[1], ARGV[1], entry[1])
   end
 end
 return {reply[1], claimed}

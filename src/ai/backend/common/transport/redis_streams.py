@@ -22,10 +22,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import json as wire_json
 from .base import (
@@ -62,18 +61,19 @@ EVENT_FIELD = b"ev"
 _SEPARATOR = b"\n"
 _START = "0-0"
 # replies of a server that is loading, failing over or running a long script: try again later
-# (OOM: maxmemory reached with noeviction; MISCONF: the server cannot persist; both pass)
-_TRANSIENT_REPLIES = (
-    "BUSY",
-    "LOADING",
-    "MASTERDOWN",
-    "READONLY",
-    "TRYAGAIN",
-    "CLUSTERDOWN",
-    "OOM",
-    "MISCONF",
-    "NOREPLICAS",
+# errors of a server that is away, loading, out of memory (noeviction), failing over or busy:
+# redis-py gives some their own classes (without the reply's code in the message) ...
+_TRANSIENT_ERRORS = (
+    redis_errors.ConnectionError,  # BusyLoadingError (LOADING) included
+    redis_errors.TimeoutError,
+    redis_errors.OutOfMemoryError,
+    redis_errors.ReadOnlyError,
+    redis_errors.TryAgainError,
+    redis_errors.ClusterDownError,  # MasterDownError included
+    OSError,
 )
+# ... and leaves others plain replies, told by their code
+_TRANSIENT_REPLIES = ("BUSY", "MISCONF", "NOREPLICAS", "LOADING", "MASTERDOWN", "TRYAGAIN")
 BRANCH_DIGITS = 6
 _BRANCH_ANSWERS = {
     -1: BranchEnded.DUPLICATE,
@@ -166,6 +166,7 @@ class RedisStreamsTransport(MessageTransport):
         self._remove_idle_consumers = redis.register_script(REMOVE_IDLE_CONSUMERS)
         self._known_groups: set[str] = set()
         self._claim_cursors: dict[str, str] = {}
+        self._next_retry_report = 0.0
 
     @classmethod
     def from_url(
@@ -306,6 +307,8 @@ class RedisStreamsTransport(MessageTransport):
                 key(self.keys.job_end(fan_out.job_id)),
                 fan_out.parent_id,
                 fan_out.children,
+                fan_out.branch_of or "",
+                fan_out.branch_index,
             ]
         args.append(len(outcome.publish))
         for queue, body in outcome.publish:
@@ -333,6 +336,7 @@ class RedisStreamsTransport(MessageTransport):
             JOB_STATE_TTL_SECONDS,
             self.job_end_ttl,
             wire_json.dumps(JOB_STATE_LOST_ERROR),
+            CANCEL_TTL_SECONDS,
         ]
         for end in ends:
             keys += [
@@ -369,7 +373,8 @@ class RedisStreamsTransport(MessageTransport):
             "error": dict(error),
             "at": now_iso(),
         }
-        return await self._end(job_id, "failed", failed, self.job_end_ttl)
+        # its other branches may still be on their way: remembered, and skipped, like a cancel
+        return await self._end(job_id, "failed", failed, CANCEL_TTL_SECONDS)
 
     async def _end(
         self, job_id: str, kind: str, event: Mapping[str, Any], ttl: int
@@ -398,7 +403,7 @@ class RedisStreamsTransport(MessageTransport):
             await self._append_many(keys=[stream], args=[field, *bodies])
 
     async def promote_due(self, *, now: float | None = None, limit: int = 256) -> int:
-        moved, refused = await self._promote_due(
+        moved, dead_lettered, stayed, dropped = await self._promote_due(
             keys=[self.keys.retry],
             args=[
                 "" if now is None else repr(now),
@@ -407,9 +412,23 @@ class RedisStreamsTransport(MessageTransport):
                 MESSAGE_FIELD,
             ],
         )
-        if refused:
-            log.error("%d due retries were refused by their streams; dead-lettered", refused)
-        return int(moved)
+        if dead_lettered or stayed or dropped:
+            self._report_stuck_retries(int(dead_lettered), int(stayed), int(dropped))
+        return int(moved) + int(dead_lettered)
+
+    def _report_stuck_retries(self, dead_lettered: int, stayed: int, dropped: int) -> None:
+        """Log retries that could not move, at most once a minute (promotion runs often)."""
+        now = time.monotonic()
+        if now < self._next_retry_report:
+            return
+        self._next_retry_report = now + 60
+        log.error(
+            "due retries: %d refused by their streams (dead-lettered), %d refused with their"
+            " DLQs too (kept), %d without a queue (dropped)",
+            dead_lettered,
+            stayed,
+            dropped,
+        )
 
     async def depth(self, queue: str) -> QueueDepth:
         stream = self.keys.actor_stream(queue)
@@ -463,7 +482,7 @@ class RedisStreamsTransport(MessageTransport):
         await self._redis.aclose()
 
     def is_transient(self, error: BaseException) -> bool:
-        if isinstance(error, RedisConnectionError | RedisTimeoutError | OSError):
+        if isinstance(error, _TRANSIENT_ERRORS):
             return True
         if isinstance(error, ResponseError):
             return str(error).startswith(_TRANSIENT_REPLIES)

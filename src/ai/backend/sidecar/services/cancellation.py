@@ -1,11 +1,11 @@
-"""Which jobs are cancelled: the sorted set ``bai:cancel`` (scored by when, in Redis time), read
-at start and then followed through the pub/sub channel of the same name, so that checking an
-envelope costs no round trip.
+"""Which jobs' envelopes to skip: the sorted set ``bai:cancel`` (jobs cancelled, or failed by
+the platform while branches may remain, scored by when in Redis time), read at start and then
+followed through the pub/sub channel of the same name, so that checking an envelope costs no
+round trip.
 
-Memory is bounded: a job is remembered for the transport's ``job_end_ttl`` after its cancel (as
-long as its end guard), older ones are pruned from the cache and, by each new cancel, from the
-set; a resubscription after a lost connection reads only what was cancelled since the newest id
-it already knows.
+Memory is bounded: a job is remembered for a day after it ended (as long as its end guard),
+older ones are pruned from the cache and, by each new entry, from the set; a resubscription
+after a lost connection reads only what was added since the newest id it already knows.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 
 from ai.backend.common.aio import cancel_and_wait
 from ai.backend.common.log import BraceStyleAdapter
+from ai.backend.common.transport.redis_keys import CANCEL_TTL_SECONDS
 from ai.backend.common.transport.redis_streams import RedisStreamsTransport, parse_cancel_notice
 
 from ..metrics import SidecarMetrics
@@ -31,7 +32,7 @@ class CancelledJobs:
     def __init__(self, transport: RedisStreamsTransport, metrics: SidecarMetrics) -> None:
         self._transport = transport
         self._metrics = metrics
-        self._ttl = float(transport.job_end_ttl)
+        self._ttl = float(CANCEL_TTL_SECONDS)
         self._cancelled_at: dict[str, float] = {}  # job id → when (Redis time)
         self._newest = 0.0
         self._redis_offset = 0.0  # Redis time minus local time, measured at each subscription

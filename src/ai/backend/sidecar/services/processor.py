@@ -108,7 +108,15 @@ class ActorProcessor:
             acks=[delivery],
         )
         if fanned_out:
-            outcome.fan_outs.append(FanOut(envelope.job_key, envelope.id, len(children)))
+            outcome.fan_outs.append(
+                FanOut(
+                    envelope.job_key,
+                    envelope.id,
+                    len(children),
+                    branch_of=envelope.parent_id if envelope.branch else None,
+                    branch_index=envelope.branch[-1] if envelope.branch else 0,
+                )
+            )
         return outcome
 
     async def _call(self, delivery: Delivery, envelope: Envelope) -> tuple[Any | CallFailure, int]:
