@@ -271,21 +271,23 @@ class RuntimeClient:
             call_id if known else "a call it did not name",
         )
         if known:
-            self._resolve(
-                call_id,
+            self._fail_call(
+                call_id, "frame_too_large", f"the runtime's answer is too large: {error}"
+            )
+
+    def _fail_call(self, call_id: str | None, code: str, message: str) -> None:
+        """Answer call ``call_id`` (if still pending) with an error result of ``code``."""
+        pending = self._pending.pop(call_id, None) if call_id else None
+        if pending is not None and not pending.future.done():
+            pending.future.set_result(
                 {
                     "type": "result",
                     "id": call_id,
                     "status": "error",
-                    "error": "frame_too_large",
-                    "message": f"the runtime's answer is too large: {error}",
-                },
+                    "error": code,
+                    "message": message,
+                }
             )
-
-    def _resolve(self, call_id: str | None, result: dict[str, Any]) -> None:
-        pending = self._pending.pop(call_id, None) if call_id else None
-        if pending is not None and not pending.future.done():
-            pending.future.set_result(result)
 
     def _on_body(self, body: bytes) -> None:
         try:
@@ -293,16 +295,7 @@ class RuntimeClient:
         except InvalidFrame as e:
             call_id = peek_frame_id(body)
             log.error("runtime sent an invalid frame (call {}): {}", call_id, e)
-            self._resolve(
-                call_id,
-                {
-                    "type": "result",
-                    "id": call_id,
-                    "status": "error",
-                    "error": "invalid_json",
-                    "message": f"the runtime sent an invalid frame: {e}",
-                },
-            )
+            self._fail_call(call_id, "invalid_json", f"the runtime sent an invalid frame: {e}")
             return
         kind = frame.get("type")
         call_id = frame.get("id")

@@ -22,7 +22,6 @@ from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.base import (
     BranchEnd,
     BranchEnded,
-    DeadLetter,
     Delivery,
     MessageTransport,
     Outcome,
@@ -30,6 +29,7 @@ from ai.backend.common.transport.base import (
 from ai.backend.common.transport.redis_streams import now_iso
 
 from .failures import CallFailure
+from .processor import fail_and_dead_letter
 from .retrying import RedisRetrier
 
 log = BraceStyleAdapter(logging.getLogger(__spec__.name))
@@ -63,13 +63,15 @@ class CrewMember:
     ) -> Outcome:
         """A branch that could not be ended (a poison message): its job fails (through its end
         guard) and the envelope is kept in the crew's DLQ."""
-        error = failure.to_error(actor=self.name, attempt=envelope.attempt)
         event = {"envelope_id": envelope.id, "actor": self.name}
-        await self._retrier.call(
-            "failing a job", lambda: self._transport.fail_job(envelope.job_key, error, event)
-        )
-        return Outcome(
-            dead_letters=[DeadLetter(delivery.queue, delivery.body, error)], acks=[delivery]
+        return await fail_and_dead_letter(
+            self._transport,
+            self._retrier,
+            delivery,
+            envelope,
+            failure,
+            actor=self.name,
+            event=event,
         )
 
     def branch_end(self, delivery: Delivery, envelope: Envelope) -> BranchEnd:

@@ -52,6 +52,24 @@ def bad_envelope_outcome(delivery: Delivery, reason: str) -> Outcome:
     return Outcome(dead_letters=[DeadLetter(delivery.queue, delivery.body, error)], acks=[delivery])
 
 
+async def fail_and_dead_letter(
+    transport: MessageTransport,
+    retrier: RedisRetrier,
+    delivery: Delivery,
+    envelope: Envelope,
+    failure: CallFailure,
+    *,
+    actor: str,
+    event: dict[str, Any],
+) -> Outcome:
+    """Give up on an envelope at ``actor``: its job fails at once through its end guard (the
+    terminal event carries ``event``'s fields), and the outcome keeps the envelope in the DLQ.
+    Both steps are idempotent: a redelivery finds the job ended and adds the same dead letter."""
+    error = failure.to_error(actor=actor, attempt=envelope.attempt)
+    await retrier.call("failing a job", lambda: transport.fail_job(envelope.job_key, error, event))
+    return Outcome(dead_letters=[DeadLetter(delivery.queue, delivery.body, error)], acks=[delivery])
+
+
 class ActorProcessor:
     def __init__(
         self,
@@ -178,13 +196,15 @@ class ActorProcessor:
         """Give up on the envelope (a poison message, or one that cannot be routed): its job
         fails at once through its end guard, and the envelope is kept in the DLQ."""
         self.metrics.dead_lettered.inc()
-        error = failure.to_error(actor=self.spec.name, attempt=envelope.attempt)
         event = {"envelope_id": envelope.id, "actor": self.spec.name, "attempt": envelope.attempt}
-        await self.retrier.call(
-            "failing a job", lambda: self.transport.fail_job(envelope.job_key, error, event)
-        )
-        return Outcome(
-            dead_letters=[DeadLetter(delivery.queue, delivery.body, error)], acks=[delivery]
+        return await fail_and_dead_letter(
+            self.transport,
+            self.retrier,
+            delivery,
+            envelope,
+            failure,
+            actor=self.spec.name,
+            event=event,
         )
 
     def _after_failure(
