@@ -53,3 +53,8 @@ def cuda_oom(payload: Any) -> Any:
 
 def not_json(payload: Any) -> Any:
     return {"a set": {1, 2, 3}}
+
+
+def grow(payload: dict[str, Any]) -> dict[str, Any]:
+    """An answer of ``payload["size"]`` bytes from a small call (above a small ``max_frame``)."""
+    return {"blob": "x" * payload["size"]}

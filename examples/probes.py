@@ -25,3 +25,10 @@ def concurrency_probe(payload: dict[str, Any]) -> dict[str, Any]:
             _running -= 1
     with _lock:
         return {**payload, "most_at_once": _most}
+
+
+def mutate_then_finish(payload: dict[str, Any]) -> None:
+    """Changes its payload in place and ends the route: what goes on is the payload as it
+    arrived (the handler works on its own copy, in either execution mode)."""
+    payload["changed by the handler"] = True
+    return None

@@ -177,7 +177,7 @@ def test_schema_oneshot_reports_an_unreachable_database() -> None:
             ["--actor", "doubler", "--socket", "/tmp/x.sock"],
             '[actor]\nname = "other"\nhandler = "a:b"\n',
             2,
-            "the config's [actor] is 'other', not 'doubler'",
+            "the actor's spec is for 'other', not 'doubler'",
         ),
         (
             ["--actor", "doubler", "--socket", "/tmp/x.sock"],
@@ -196,6 +196,49 @@ def test_sidecar_run_rejects_bad_arguments(
         args = [*args, "--config", str(path)]
     result = CliRunner().invoke(
         main, ["sidecar", "run", *args], env=CLEAN_ENV, prog_name="backend.ai"
+    )
+    assert result.exit_code == status, result.output
+    assert message in result.output
+
+
+INPROCESS_SPEC = "name: doubler\nhandler: examples.pipeline:double\nexecution: inprocess\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "spec", "status", "message"),
+    [
+        (
+            ["--socket", "/tmp/x.sock"],
+            INPROCESS_SPEC,
+            2,
+            "actor doubler runs in-process (execution: inprocess): no --socket",
+        ),
+        (
+            [],
+            INPROCESS_SPEC.replace("examples.pipeline", "examples.nowhere"),
+            3,
+            "sidecar: cannot import 'examples.nowhere'",
+        ),
+        (
+            [],
+            INPROCESS_SPEC + "python: /opt/venv/bin/python\n",
+            2,
+            "python: an in-process actor runs in the sidecar's interpreter",
+        ),
+        ([], INPROCESS_SPEC + "execution: elsewhere\n", 2, "execution: Input should be"),
+        ([], "name: doubler\nhandler: [1\n", 2, "invalid YAML"),
+    ],
+)
+def test_sidecar_run_rejects_bad_in_process_specs(
+    tmp_path: Path, args: list[str], spec: str, status: int, message: str
+) -> None:
+    path = tmp_path / "doubler.yaml"
+    path.write_text(spec)
+    result = CliRunner().invoke(
+        main,
+        ["sidecar", "run", "--actor", "doubler", "--spec", str(path), *args],
+        env=CLEAN_ENV,
+        prog_name="backend.ai",
     )
     assert result.exit_code == status, result.output
     assert message in result.output

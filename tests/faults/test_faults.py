@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 import ai.backend.runtime.cli  # noqa: F401  (the children run `backend.ai runtime run`)
 import ai.backend.sidecar.cli  # noqa: F401  (and `backend.ai sidecar run`)
 from ai.backend.common.transport.redis_keys import RedisKeys
-from ai.backend.testutils.dataplane import DataPlane
-from ai.backend.testutils.fault_suite import FAULTS, FaultSuite, LoadSettings
+from ai.backend.testutils.dataplane import EXECUTION_MODES, DataPlane
+from ai.backend.testutils.fault_suite import FAULTS, FaultSuite, LoadSettings, faults_for
 from ai.backend.testutils.processes import ProcessGroup
 from ai.backend.testutils.redis_server import PrivateRedis
 
@@ -32,7 +32,7 @@ def server(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 
 @pytest.fixture
-async def suite(tmp_path: Path, server: PrivateRedis) -> AsyncIterator[FaultSuite]:
+async def suite(tmp_path: Path, server: PrivateRedis, execution: str) -> AsyncIterator[FaultSuite]:
     processes = ProcessGroup(
         tmp_path,
         env={
@@ -43,7 +43,7 @@ async def suite(tmp_path: Path, server: PrivateRedis) -> AsyncIterator[FaultSuit
         },
     )
     redis = Redis.from_url(server.url, decode_responses=False)
-    plane = DataPlane(processes, redis, RedisKeys(PREFIX), tmp_path)
+    plane = DataPlane(processes, redis, RedisKeys(PREFIX), tmp_path, execution=execution)
     fault_suite = FaultSuite(plane, server, SHORT)
     try:
         await fault_suite.start()
@@ -53,8 +53,13 @@ async def suite(tmp_path: Path, server: PrivateRedis) -> AsyncIterator[FaultSuit
         await redis.aclose()
 
 
-@pytest.mark.parametrize("fault", list(FAULTS))
-async def test_every_job_ends_exactly_once_through_the_fault(suite: FaultSuite, fault: str) -> None:
+@pytest.mark.parametrize(
+    ("execution", "fault"),
+    [(mode, fault) for mode in EXECUTION_MODES for fault in faults_for(mode)],
+)
+async def test_every_job_ends_exactly_once_through_the_fault(
+    suite: FaultSuite, execution: str, fault: str
+) -> None:
     report = await suite.run(fault, FAULTS[fault])
     summary = report.as_dict()
     assert report.submitted >= 60, summary

@@ -144,7 +144,9 @@ async def test_an_envelope_that_cannot_be_routed_fails_its_job(plane: DataPlane)
 
 
 async def test_reclaimed_and_new_entries_never_exceed_the_concurrency(plane: DataPlane) -> None:
-    plane.start_runtime("probe", "examples.probes:concurrency_probe", "--concurrency", "8")
+    plane.start_runtime_unless_inprocess(
+        "probe", "examples.probes:concurrency_probe", "--concurrency", "8"
+    )
     stream = plane.keys.actor_stream("probe")
     await plane.redis.xgroup_create(stream, "probe", id="0", mkstream=True)
     for i in range(2):

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import examples.probes  # noqa: F401  (handlers the children load)
 import pytest
 
 from ai.backend.common.dto.envelope import Envelope, Route
@@ -186,3 +187,27 @@ async def _count_running(plane: DataPlane, job_id: str, count: int) -> bool:
     running = [e for e in await plane.events(job_id) if e["kind"] == "running"]
     retries = await plane.redis.zcard(plane.keys.retry)
     return len(running) == count and retries == 1
+
+
+async def test_an_answer_that_is_not_json_fails_the_call(plane: DataPlane) -> None:
+    await plane.start_actor("setter", "examples.failures:not_json", spec={"retry": FAST_RETRY})
+    await plane.publish(["setter"], {"value": 1}, job_id="set")
+    error = error_of(await plane.wait_terminal("set"))
+    assert (error["code"], error["attempt"]) == ("processing_error", 1)
+    assert error["message"].startswith("the handler's output is not JSON-serializable")
+
+
+async def test_an_answer_above_max_frame_fails_with_frame_too_large(plane: DataPlane) -> None:
+    await plane.start_actor("grower", "examples.failures:grow", sidecar={"max_frame": "1k"})
+    await plane.publish(["grower"], {"size": 4096}, job_id="huge")
+    assert error_of(await plane.wait_terminal("huge"))["code"] == "frame_too_large"
+    await plane.publish(["grower"], {"size": 10}, job_id="fits")
+    assert (await plane.wait_terminal("fits"))["result"] == {"blob": "x" * 10}
+
+
+async def test_a_handler_changing_its_payload_in_place_does_not_change_the_envelope(
+    plane: DataPlane,
+) -> None:
+    await plane.start_actor("mutator", "examples.probes:mutate_then_finish")
+    await plane.publish(["mutator"], {"value": 1}, job_id="mut")
+    assert (await plane.wait_terminal("mut"))["result"] == {"value": 1}

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import examples.streaming  # noqa: F401  (handlers the children load)
+import pytest
 
 from ai.backend.common.framing import encode_frame, read_frame
 from ai.backend.testutils.assertions import without_times
@@ -20,10 +21,12 @@ async def running_count(plane: DataPlane, job_id: str | None = None) -> int:
     return len([e for e in await plane.events(job_id) if e["kind"] == "running"])
 
 
+@pytest.mark.separate_runtime
 async def test_runtime_killed_mid_call_is_retried_after_restart(plane: DataPlane) -> None:
     runtime, _sidecar = await plane.start_actor("sleepy", "examples.failures:slow")
     await plane.publish(["sleepy"], {"seconds": 2}, job_id="kill-rt")
     await plane.wait_for(lambda: _has_running(plane, "kill-rt"), what="the call to start")
+    assert runtime is not None  # the default mode's runtime process
     runtime.kill(signal.SIGKILL)
     runtime.wait(10)
     plane.start_runtime("sleepy", "examples.failures:slow")  # the supervisor's restart
@@ -40,7 +43,7 @@ async def _has_running(plane: DataPlane, job_id: str) -> bool:
 
 
 async def test_sidecar_killed_mid_batch_is_reclaimed(plane: DataPlane) -> None:
-    plane.start_runtime("batch", "examples.failures:slow", "--concurrency", "8")
+    plane.start_runtime_unless_inprocess("batch", "examples.failures:slow", "--concurrency", "8")
     spec = {"name": "batch", "handler": "examples.failures:slow", "concurrency": 4}
     first = await plane.start_sidecar("batch", spec=spec, sidecar={"claim_idle": "1s"})
     for i in range(8):
@@ -78,7 +81,7 @@ async def test_sigterm_finishes_in_flight_work_and_exits_zero(plane: DataPlane) 
 async def test_a_draining_sidecar_keeps_its_entries_from_other_replicas(
     plane: DataPlane,
 ) -> None:
-    plane.start_runtime("sleepy", "examples.failures:slow", "--concurrency", "4")
+    plane.start_runtime_unless_inprocess("sleepy", "examples.failures:slow", "--concurrency", "4")
     spec = {"name": "sleepy", "handler": "examples.failures:slow", "concurrency": 1}
     fast_reclaim = {"claim_idle": "1s"}
     draining = await plane.start_sidecar("sleepy", spec=spec, sidecar=fast_reclaim)
@@ -134,6 +137,7 @@ async def test_cancelled_job_is_skipped_and_ends_once_as_cancelled(plane: DataPl
     assert [e["kind"] for e in await plane.events("gone-later")] == ["cancelled"]
 
 
+@pytest.mark.separate_runtime
 async def test_invalid_json_from_the_runtime(plane: DataPlane, tmp_path: Path) -> None:
     socket_path = tmp_path / "liar.sock"
 

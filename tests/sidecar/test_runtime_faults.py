@@ -9,6 +9,8 @@ import struct
 import time
 from pathlib import Path
 
+import pytest
+
 from ai.backend.common.framing import encode_frame, read_frame
 from ai.backend.testutils.dataplane import DataPlane
 from ai.backend.testutils.runtime import FAKE_HELLO, FakeRuntime, misbehaving_once
@@ -16,6 +18,7 @@ from ai.backend.testutils.runtime import FAKE_HELLO, FakeRuntime, misbehaving_on
 ECHO = {"name": "echo", "handler": "fake:runtime", "timeout": "20s", "concurrency": 2}
 
 
+@pytest.mark.separate_runtime
 async def test_a_malformed_hello_is_reported_and_the_sidecar_connects_again(
     plane: DataPlane, tmp_path: Path
 ) -> None:
@@ -34,6 +37,7 @@ async def test_a_malformed_hello_is_reported_and_the_sidecar_connects_again(
     )
 
 
+@pytest.mark.separate_runtime
 async def test_an_oversized_answer_fails_its_call_at_once_and_the_connection_is_remade(
     plane: DataPlane, tmp_path: Path
 ) -> None:
@@ -68,6 +72,7 @@ async def test_an_oversized_answer_fails_its_call_at_once_and_the_connection_is_
     assert runtime.connections == 2
 
 
+@pytest.mark.separate_runtime
 async def test_an_oversized_frame_of_an_unnamed_call_retries_the_calls_in_flight(
     plane: DataPlane, tmp_path: Path
 ) -> None:
@@ -93,11 +98,13 @@ async def test_an_oversized_frame_of_an_unnamed_call_retries_the_calls_in_flight
     assert sorted(attempts) == [1, 1, 2, 2]
 
 
+@pytest.mark.separate_runtime
 async def test_a_backlog_waits_for_a_runtime_that_is_away_instead_of_failing(
     plane: DataPlane,
 ) -> None:
     spec = {"timeout": "1s"}  # shorter than the time the runtime is away
     runtime, sidecar = await plane.start_actor("doubler", "examples.pipeline:double", spec=spec)
+    assert runtime is not None  # the default mode's runtime process
     runtime.kill(signal.SIGKILL)
     runtime.wait(10)
     await plane.wait_for(

@@ -1,20 +1,19 @@
 """The runtime's Unix-socket server: one ``hello``, then many calls in flight per connection.
 
-Sync handlers (and generators) run on ``concurrency`` handler threads (workers.py); async
-handlers and async generators share the server's one event loop. Frames a worker thread produces
-(partials, progress) are handed to the loop with ``call_soon_threadsafe`` before the call's
-result is, so they are written in order and before the result.
+Calls run through the handler layer of calls.py (shared with the sidecar's in-process mode);
+this module adds the socket: frames in, frames out (several per write), ``cancel`` and ``ping``.
+Frames a worker thread produces (partials, progress) are handed to the loop with
+``call_soon_threadsafe`` before the call's result is, so they are written in order and before
+the result.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +25,12 @@ from ai.backend.common.framing import (
     IncompleteFrame,
     InvalidFrame,
     discard_frame_body,
-    encode_frame,
     read_frame,
 )
 
-from .context import Context
-from .errors import error_fields, failed_result
-from .loader import HandlerKind, Invocable, LoadedHandler, classify
-from .workers import HandlerThreads
+from .calls import CallRunner, cancelled_result, hello_frame, new_threads, outgoing_frame
+from .loader import LoadedHandler
 
-PROTOCOL_VERSION = 1
 SOCKET_MODE = 0o660
 
 log = logging.getLogger(__spec__.name if __spec__ else __name__)
@@ -54,36 +49,16 @@ class RuntimeServer:
         self.socket_path = socket_path
         self.concurrency = concurrency
         self.max_frame = max_frame
-        self.threads: HandlerThreads | None = None  # started with the loop, in serve()
-        self._models: dict[tuple[str, str], Invocable] = {}
+        self.runner: CallRunner | None = None  # made with the loop, in serve()
         self._connections: set[_Connection] = set()
 
     def hello(self) -> dict[str, Any]:
-        app = self.handler.app
-        return {
-            "type": "hello",
-            "protocol": PROTOCOL_VERSION,
-            "handler": self.handler.ref,
-            "kind": self.handler.description,
-            "concurrency": self.concurrency,
-            "models": [m.describe() for m in app.models] if app is not None else [],
-            "pid": os.getpid(),
-        }
-
-    def invocable_for(self, call: dict[str, Any]) -> Invocable:
-        app = self.handler.app
-        if app is None:
-            assert self.handler.invocable is not None
-            return self.handler.invocable
-        model = app.resolve(call.get("model"), call.get("version"))
-        key = (model.name, model.version)
-        if key not in self._models:
-            self._models[key] = classify(model.handler)
-        return self._models[key]
+        return hello_frame(self.handler, self.concurrency)
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Listen until ``stop`` is set; then close connections and remove the socket."""
-        self.threads = HandlerThreads(self.concurrency, asyncio.get_running_loop())
+        threads = new_threads(self.concurrency)
+        self.runner = CallRunner(self.handler, threads)
         path = self.socket_path
         path.parent.mkdir(parents=True, exist_ok=True)
         # Listen on a temporary name, then rename: the socket appears at its path only when it
@@ -102,7 +77,7 @@ class RuntimeServer:
         finally:
             for connection in list(self._connections):
                 connection.abort()
-            self.threads.shutdown()
+            threads.shutdown()
             try:
                 path.unlink()
             except FileNotFoundError:
@@ -134,20 +109,8 @@ class _Connection:
     def send(self, frame: dict[str, Any]) -> None:
         """Write one frame (from the loop's thread). A frame that cannot be encoded or is too
         large becomes an error result of its call, so the caller always hears back."""
-        if self.writer.is_closing():
-            return
-        try:
-            data = encode_frame(frame, max_frame=self.server.max_frame)
-        except FrameTooLarge as e:
-            data = self._failure_frame(frame, "frame_too_large", str(e))
-        except (TypeError, ValueError) as e:
-            data = self._failure_frame(
-                frame, "processing_error", f"the handler's output is not JSON-serializable: {e}"
-            )
-        self.out.write(data)
-
-    def _failure_frame(self, frame: dict[str, Any], code: str, message: str) -> bytes:
-        return encode_frame(failed_result(frame.get("id"), code, message))
+        if not self.writer.is_closing():
+            self.out.write(outgoing_frame(frame, self.server.max_frame))
 
     def send_threadsafe(self, frame: dict[str, Any]) -> None:
         self.loop.call_soon_threadsafe(self.send, frame)
@@ -225,63 +188,15 @@ class _Connection:
             )
 
     async def _call(self, call_id: str, frame: dict[str, Any]) -> None:
-        try:
-            result = await self._invoke(call_id, frame)
-        except Exception as e:
-            self.send({"type": "result", "id": call_id, "status": "error", **error_fields(e)})
-        else:
-            self.send({"type": "result", "id": call_id, "status": "ok", "result": result})
+        runner = self.server.runner
+        assert runner is not None
+        self.send(await runner.run(call_id, frame, self.send, self.send_threadsafe))
         await self.flush()
 
     def _call_done(self, call_id: str, task: asyncio.Task[None]) -> None:
         self.calls.pop(call_id, None)
         if task.cancelled():  # also when cancelled before it started to run
-            self.send(failed_result(call_id, "timeout", "the call was cancelled"))
-
-    async def _invoke(self, call_id: str, frame: dict[str, Any]) -> Any:
-        invocable = self.server.invocable_for(frame)
-        payload = frame.get("payload")
-        if invocable.input_type is not None and isinstance(payload, dict):
-            payload = invocable.input_type(**payload)
-        args: tuple[Any, ...] = (payload,)
-        if invocable.wants_context:
-            args = (payload, Context(frame, self.send_threadsafe))
-        match invocable.kind:
-            case HandlerKind.ASYNC_FUNCTION:
-                result = await invocable.target(*args)
-            case HandlerKind.ASYNC_GENERATOR:
-                result = await self._drain_async_generator(call_id, invocable.target(*args))
-            case HandlerKind.GENERATOR:
-                assert self.server.threads is not None
-                result = await self.server.threads.submit(
-                    self._drain_generator, call_id, invocable, args
-                )
-            case HandlerKind.FUNCTION:
-                assert self.server.threads is not None
-                result = await self.server.threads.submit(invocable.target, *args)
-        if dataclasses.is_dataclass(result) and not isinstance(result, type):
-            result = dataclasses.asdict(result)
-        return result
-
-    async def _drain_async_generator(self, call_id: str, generator: AsyncIterator[Any]) -> Any:
-        last = None
-        async for item in generator:
-            self.send({"type": "partial", "id": call_id, "data": item})
-            last = item
-        return last
-
-    def _drain_generator(self, call_id: str, invocable: Invocable, args: tuple[Any, ...]) -> Any:
-        """In a worker thread: every yield is a partial; the return value, else the last
-        yielded value, is the result."""
-        generator: Iterator[Any] = invocable.target(*args)
-        last = None
-        while True:
-            try:
-                item = next(generator)
-            except StopIteration as stop:
-                return stop.value if stop.value is not None else last
-            self.send_threadsafe({"type": "partial", "id": call_id, "data": item})
-            last = item
+            self.send(cancelled_result(call_id))
 
 
 async def run_server(server: RuntimeServer) -> None:

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ai.backend.common.aio import Stopped, new_runner, unless_stopped
-from ai.backend.common.dto.actor_spec import ActorSpec, RetryPolicy
+from ai.backend.common.dto.actor_spec import ActorSpec, ExecutionMode, RetryPolicy
 from ai.backend.common.dto.base import RESERVED_ACTOR_NAMES
 from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.redis_streams import RedisStreamsTransport, redis_client
+from ai.backend.runtime.loader import LoadedHandler, load_handler
 
-from .clients.runtime import RuntimeClient
+from .clients.inprocess import InProcessRuntime
+from .clients.runtime import ActorRuntime, RuntimeClient
 from .config import SidecarConfig
 from .metrics import SidecarMetrics
 from .services.cancellation import CancelledJobs
@@ -37,6 +39,30 @@ class SidecarOptions:
     socket_path: Path | None
     consumer: str | None = None
     concurrency: int | None = None  # default: the spec's, else the runtime's hello
+    handler: LoadedHandler | None = None  # execution: inprocess, loaded already (else here)
+
+
+def is_inprocess(config: SidecarConfig) -> bool:
+    return config.actor is not None and config.actor.execution is ExecutionMode.INPROCESS
+
+
+def actor_runtime(
+    config: SidecarConfig, options: SidecarOptions, metrics: SidecarMetrics
+) -> ActorRuntime:
+    """The actor's handler: inside this process (``execution: inprocess``; raises
+    ``HandlerLoadError`` when it cannot be loaded), else its runtime at ``--socket``."""
+    spec = config.actor
+    if spec is not None and spec.execution is ExecutionMode.INPROCESS:
+        return InProcessRuntime(
+            options.handler or load_handler(spec.handler, spec.pythonpath),
+            concurrency=options.concurrency or spec.concurrency,
+            max_frame=config.sidecar.max_frame,
+        )
+    if options.socket_path is None:
+        raise ValueError(f"actor {options.actor} needs --socket (its runtime)")
+    return RuntimeClient(
+        options.socket_path, max_frame=config.sidecar.max_frame, on_error=metrics.count_error
+    )
 
 
 def default_consumer_name() -> str:
@@ -56,7 +82,7 @@ async def run_sidecar(config: SidecarConfig, options: SidecarOptions, stop: asyn
     cancelled = CancelledJobs(transport, metrics)
     await cancelled.start()
     retrier = RedisRetrier(transport, metrics)
-    runtime: RuntimeClient | None = None
+    runtime: ActorRuntime | None = None
     try:
         handler: EnvelopeHandler
         if options.actor in RESERVED_ACTOR_NAMES:
@@ -64,13 +90,7 @@ async def run_sidecar(config: SidecarConfig, options: SidecarOptions, stop: asyn
             concurrency = options.concurrency or CREW_CONCURRENCY
             max_deliveries = RetryPolicy().max_deliveries
         else:
-            if options.socket_path is None:
-                raise ValueError(f"actor {options.actor} needs --socket (its runtime)")
-            runtime = RuntimeClient(
-                options.socket_path,
-                max_frame=config.sidecar.max_frame,
-                on_error=metrics.count_error,
-            )
+            runtime = actor_runtime(config, options, metrics)
             runtime.start()
             try:
                 hello = await unless_stopped(runtime.wait_connected(), stop)

@@ -42,13 +42,20 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
+EXECUTION_MODES = ("runtime", "inprocess")
+
+
 @dataclass
 class DataPlane:
+    """``execution`` is how :meth:`start_actor` runs an actor: ``runtime`` (a runtime process
+    beside its sidecar) or ``inprocess`` (the sidecar alone, running the handler itself)."""
+
     processes: ProcessGroup
     redis: Redis
     keys: RedisKeys
     workdir: Path
     sockets: dict[str, Path] = field(default_factory=dict)
+    execution: str = "runtime"
 
     # --- processes -------------------------------------------------------------------------
 
@@ -56,6 +63,12 @@ class DataPlane:
         launcher = RuntimeLauncher(self.processes, self.workdir)
         child, self.sockets[name] = launcher.start(handler, *args, name=name)
         return child
+
+    def start_runtime_unless_inprocess(self, name: str, handler: str, *args: str) -> None:
+        """The runtime that sidecars of ``name`` started next will call; in-process, they load
+        the handler of their spec themselves."""
+        if self.execution != "inprocess":
+            self.start_runtime(name, handler, *args)
 
     async def start_sidecar(
         self,
@@ -68,8 +81,10 @@ class DataPlane:
     ) -> Child:
         consumer = consumer or f"{actor}-{len(self.processes.children)}"
         args = ["sidecar", "run", "--actor", actor, "--consumer", consumer]
+        if spec is not None and self.execution == "inprocess":
+            spec = {**spec, "execution": "inprocess"}
         socket_path = self.sockets.get(socket_of or actor)
-        if socket_path is not None:
+        if socket_path is not None and self.execution != "inprocess":
             args += ["--socket", str(socket_path)]
         config = self.workdir / f"sidecar-{consumer}.toml"
         lines = ["[sidecar]"] + [f"{k} = {toml_value(v)}" for k, v in (sidecar or {}).items()]
@@ -90,17 +105,30 @@ class DataPlane:
         spec: Mapping[str, Any] | None = None,
         runtime_args: Sequence[str] = (),
         sidecar: Mapping[str, Any] | None = None,
-    ) -> tuple[Child, Child]:
+    ) -> tuple[Child | None, Child]:
+        """The actor's runtime (``None`` in-process) and sidecar; ``runtime_args`` go to the
+        runtime (there is none in-process)."""
+        full_spec = {"name": actor, "handler": handler, **(spec or {})}
+        if self.execution == "inprocess":
+            if runtime_args:
+                raise ValueError(f"an in-process actor has no runtime for {runtime_args}")
+            return None, await self.start_sidecar(actor, spec=full_spec, sidecar=sidecar)
         concurrency = (spec or {}).get("concurrency", 1)
         runtime = self.start_runtime(
             actor, handler, "--concurrency", str(concurrency), *runtime_args
         )
-        full_spec = {"name": actor, "handler": handler, **(spec or {})}
         return runtime, await self.start_sidecar(actor, spec=full_spec, sidecar=sidecar)
 
     async def start_crew(self) -> None:
         for name in ("happy-end", "error-end"):
             await self.start_sidecar(name)
+
+    async def has_consumers(self, actor: str) -> bool:
+        """Some sidecar consumes ``actor``'s stream."""
+        try:
+            return bool(await self.redis.xinfo_consumers(self.keys.actor_stream(actor), actor))
+        except Exception:
+            return False
 
     async def _has_consumer(self, actor: str, consumer: str) -> bool:
         try:

@@ -192,6 +192,9 @@ class FaultSuite:
             await self.start_sidecar(actor)
 
     async def start_runtime(self, actor: str) -> None:
+        """The actor's runtime process (none when the plane runs its handlers in-process)."""
+        if self.plane.execution == "inprocess":
+            return
         self.runtimes[actor] = await asyncio.to_thread(
             self.plane.start_runtime, actor, HANDLERS[actor], "--concurrency", str(CONCURRENCY)
         )
@@ -332,6 +335,11 @@ async def duplicates(suite: FaultSuite) -> None:
         newest: Any = await suite.redis.xrevrange(stream, count=DUPLICATED_ENTRIES)
         for _entry_id, fields in reversed(newest):
             await suite.redis.xadd(stream, {"e": fields[b"e"]})
+
+
+def faults_for(execution: str) -> list[str]:
+    """The faults that exist in an execution mode (in-process, there is no runtime to kill)."""
+    return [name for name in FAULTS if not (execution == "inprocess" and "runtime" in name)]
 
 
 FAULTS: dict[str, Fault] = {

@@ -26,6 +26,15 @@ class BackoffKind(StrEnum):
     FIXED = "fixed"
 
 
+class ExecutionMode(StrEnum):
+    """Where an actor's handler runs: in a runtime process of its own beside the sidecar (the
+    default: isolated, any interpreter), or inside the sidecar (one process per replica, for
+    trusted pure-Python handlers; a crash or a stuck sync handler takes the sidecar with it)."""
+
+    RUNTIME = "runtime"
+    INPROCESS = "inprocess"
+
+
 class PlacementSelector(StrEnum):
     CONCENTRATED = "concentrated"
     DISPERSED = "dispersed"
@@ -125,6 +134,7 @@ class ActorSpec(StrictModel):
     handler: HandlerRef
     pythonpath: list[str] = Field(default_factory=list)
     python: str | None = None
+    execution: ExecutionMode = ExecutionMode.RUNTIME
     env: dict[str, str] = Field(default_factory=dict)
     resources: ResourceSlot = Field(default_factory=lambda: ResourceSlot.parse({"cpu": 1}))
     gpu: GpuConstraint | None = None
@@ -140,6 +150,15 @@ class ActorSpec(StrictModel):
         if value <= timedelta(0):
             raise ValueError("timeout must be positive")
         return value
+
+    @model_validator(mode="after")
+    def _interpreter_needs_a_runtime(self) -> ActorSpec:
+        if self.python is not None and self.execution is ExecutionMode.INPROCESS:
+            raise ValueError(
+                "python: an in-process actor runs in the sidecar's interpreter; use"
+                " execution: runtime to run the handler under another one"
+            )
+        return self
 
     @model_validator(mode="after")
     def _gpu_slots_consistent(self) -> ActorSpec:

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ai.backend.common.aio import cancel_and_wait
 from ai.backend.common.framing import (
@@ -110,6 +110,31 @@ class RuntimeHello:
             models=models,
             pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
         )
+
+
+class ActorRuntime(Protocol):
+    """Where an actor's calls go: its runtime over the socket (:class:`RuntimeClient`), or its
+    handler inside the sidecar (``clients/inprocess.py``)."""
+
+    @property
+    def is_open(self) -> bool: ...
+
+    async def wait_open(self) -> None: ...
+
+    async def wait_connected(self) -> RuntimeHello: ...
+
+    def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def call(
+        self,
+        call_id: str,
+        frame: dict[str, Any],
+        on_frame: FrameListener | None = None,
+        *,
+        timeout: float,
+    ) -> dict[str, Any]: ...
 
 
 class RuntimeClient:

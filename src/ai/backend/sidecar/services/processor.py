@@ -26,7 +26,7 @@ from ai.backend.common.transport.base import (
     Outcome,
 )
 
-from ..clients.runtime import RuntimeClient, RuntimeUnavailable
+from ..clients.runtime import ActorRuntime, RuntimeUnavailable
 from ..metrics import SidecarMetrics
 from .events import EventPublisher, event_fields
 from .failures import CallFailure, Verdict, decide
@@ -74,7 +74,7 @@ class ActorProcessor:
     def __init__(
         self,
         spec: ActorSpec,
-        runtime: RuntimeClient,
+        runtime: ActorRuntime,
         events: EventPublisher,
         metrics: SidecarMetrics,
         *,
