@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ai.backend.common.aio import MicroBatcher, Stopped, cancel_and_wait, unless_stopped
-from ai.backend.common.dto.envelope import Envelope
+from ai.backend.common.dto.envelope_wire import WireEnvelope
 from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.base import Delivery, MessageTransport, Outcome
 
@@ -44,11 +44,11 @@ GONE_CONSUMER_IDLE = 3600.0  # a consumer that has not read for an hour and owes
 
 
 class EnvelopeHandler(Protocol):
-    async def handle(self, delivery: Delivery, envelope: Envelope) -> Outcome:
+    async def handle(self, delivery: Delivery, envelope: WireEnvelope) -> Outcome:
         """What processing the envelope turned into (committed by the loop with the ack)."""
 
     async def abandon(
-        self, delivery: Delivery, envelope: Envelope, failure: CallFailure
+        self, delivery: Delivery, envelope: WireEnvelope, failure: CallFailure
     ) -> Outcome:
         """Give up on an envelope (its delivery limit passed): fail its job and return the
         outcome that keeps it in the DLQ."""

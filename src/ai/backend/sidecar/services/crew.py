@@ -17,7 +17,7 @@ from typing import Any
 from ai.backend.common import json as wire_json
 from ai.backend.common.aio import MicroBatcher
 from ai.backend.common.dto.base import ERROR_END, HAPPY_END
-from ai.backend.common.dto.envelope import Envelope
+from ai.backend.common.dto.envelope_wire import WireEnvelope
 from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.base import (
     BranchEnd,
@@ -51,7 +51,7 @@ class CrewMember:
             self._end_branches, isolate_when=lambda e: not transport.is_transient(e)
         )
 
-    async def handle(self, delivery: Delivery, envelope: Envelope) -> Outcome:
+    async def handle(self, delivery: Delivery, envelope: WireEnvelope) -> Outcome:
         """End the envelope's branch; the transport acknowledges the delivery itself. Retried
         while Redis is away: ending a branch twice is harmless."""
         end = self.branch_end(delivery, envelope)
@@ -59,7 +59,7 @@ class CrewMember:
         return Outcome()
 
     async def abandon(
-        self, delivery: Delivery, envelope: Envelope, failure: CallFailure
+        self, delivery: Delivery, envelope: WireEnvelope, failure: CallFailure
     ) -> Outcome:
         """A branch that could not be ended (a poison message): its job fails (through its end
         guard) and the envelope is kept in the crew's DLQ."""
@@ -74,7 +74,7 @@ class CrewMember:
             event=event,
         )
 
-    def branch_end(self, delivery: Delivery, envelope: Envelope) -> BranchEnd:
+    def branch_end(self, delivery: Delivery, envelope: WireEnvelope) -> BranchEnd:
         event: dict[str, Any] = {
             "job_id": envelope.job_key,
             "envelope_id": envelope.id,

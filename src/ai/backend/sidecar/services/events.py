@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from ai.backend.common import json as wire_json
-from ai.backend.common.dto.envelope import Envelope
+from ai.backend.common.dto.envelope_wire import WireEnvelope
 from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.redis_streams import EVENT_FIELD, RedisStreamsTransport, now_iso
 
@@ -31,7 +31,7 @@ MAX_QUEUED_BYTES = 64 * 1024 * 1024
 CLOSE_TIMEOUT = 5.0  # on close, how long queued events may take to get out
 
 
-def event_fields(envelope: Envelope, kind: str, actor: str) -> dict[str, Any]:
+def event_fields(envelope: WireEnvelope, kind: str, actor: str) -> dict[str, Any]:
     """The fields every event of this envelope carries (a ``JobEvent`` without ``None``s)."""
     return {
         "job_id": envelope.job_key,

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from ai.backend.common.dto.actor_spec import ActorSpec
 from ai.backend.common.dto.base import summarize_validation_error
-from ai.backend.common.dto.envelope import Envelope
+from ai.backend.common.dto.envelope_wire import WireEnvelope, decode_envelope
 from ai.backend.common.dto.job_event import ErrorCode
 from ai.backend.common.framing import FrameTooLarge
 from ai.backend.common.log import BraceStyleAdapter
@@ -36,10 +36,10 @@ from .routing import RoutingError, retry_envelope, successors, to_error_end
 log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 
 
-def parse_envelope(delivery: Delivery) -> tuple[Envelope | None, str]:
+def parse_envelope(delivery: Delivery) -> tuple[WireEnvelope | None, str]:
     """The delivery's envelope, or ``None`` and why it is not one."""
     try:
-        return Envelope.from_json_bytes(delivery.body), ""
+        return decode_envelope(delivery.body), ""
     except ValidationError as e:
         return None, summarize_validation_error(e)
     except ValueError as e:
@@ -56,7 +56,7 @@ async def fail_and_dead_letter(
     transport: MessageTransport,
     retrier: RedisRetrier,
     delivery: Delivery,
-    envelope: Envelope,
+    envelope: WireEnvelope,
     failure: CallFailure,
     *,
     actor: str,
@@ -89,7 +89,7 @@ class ActorProcessor:
         self.metrics = metrics
         self.timeout = spec.timeout.total_seconds()
 
-    async def handle(self, delivery: Delivery, envelope: Envelope) -> Outcome:
+    async def handle(self, delivery: Delivery, envelope: WireEnvelope) -> Outcome:
         try:
             return await self._process(delivery, envelope)
         except RoutingError as e:
@@ -99,7 +99,7 @@ class ActorProcessor:
             failure = CallFailure(ErrorCode.PROCESSING_ERROR, str(e), reason="unroutable")
             return await self.abandon(delivery, envelope, failure)
 
-    async def _process(self, delivery: Delivery, envelope: Envelope) -> Outcome:
+    async def _process(self, delivery: Delivery, envelope: WireEnvelope) -> Outcome:
         actor = self.spec.name
         if envelope.route.current_actor != actor:
             failure = CallFailure(
@@ -137,7 +137,9 @@ class ActorProcessor:
             )
         return outcome
 
-    async def _call(self, delivery: Delivery, envelope: Envelope) -> tuple[Any | CallFailure, int]:
+    async def _call(
+        self, delivery: Delivery, envelope: WireEnvelope
+    ) -> tuple[Any | CallFailure, int]:
         """The handler's result, or how the call failed; and the number of the last event it
         streamed (partials, progress), 0 if none."""
         streamed = 0
@@ -147,7 +149,7 @@ class ActorProcessor:
             "id": call_id,
             "payload": envelope.payload,
             "headers": envelope.headers,
-            "route": envelope.route.model_dump(),
+            "route": {"actors": envelope.route.actors, "current": envelope.route.current},
             "job_id": envelope.job_key,
             "envelope_id": envelope.id,
             "attempt": envelope.attempt,
@@ -191,7 +193,7 @@ class ActorProcessor:
         return CallFailure.from_result_frame(result), streamed
 
     async def abandon(
-        self, delivery: Delivery, envelope: Envelope, failure: CallFailure
+        self, delivery: Delivery, envelope: WireEnvelope, failure: CallFailure
     ) -> Outcome:
         """Give up on the envelope (a poison message, or one that cannot be routed): its job
         fails at once through its end guard, and the envelope is kept in the DLQ."""
@@ -208,7 +210,7 @@ class ActorProcessor:
         )
 
     def _after_failure(
-        self, delivery: Delivery, envelope: Envelope, failure: CallFailure
+        self, delivery: Delivery, envelope: WireEnvelope, failure: CallFailure
     ) -> Outcome:
         self.metrics.failed.inc()
         decision = decide(failure, self.spec.retry, envelope.attempt)
@@ -239,7 +241,7 @@ class ActorProcessor:
     def _fail(
         self,
         delivery: Delivery,
-        envelope: Envelope,
+        envelope: WireEnvelope,
         failure: CallFailure,
         *,
         dead_letter: bool,

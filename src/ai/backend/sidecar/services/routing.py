@@ -6,13 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from ai.backend.common.dto.base import ERROR_END, HAPPY_END
-from ai.backend.common.dto.envelope import (
-    MAX_FAN_OUT_DEPTH,
-    MAX_ROUTE_ACTORS,
-    Envelope,
-    Route,
-    child_envelope_id,
-)
+from ai.backend.common.dto.envelope import MAX_FAN_OUT_DEPTH, MAX_ROUTE_ACTORS, child_envelope_id
+from ai.backend.common.dto.envelope_wire import WireEnvelope, WireRoute
 
 
 class RoutingError(ValueError):
@@ -20,28 +15,27 @@ class RoutingError(ValueError):
     depth): the envelope cannot go on."""
 
 
-def _route_to(envelope: Envelope, crew: str) -> Route:
-    actors = [a for a in envelope.route.actors if a not in (HAPPY_END, ERROR_END)]
+def _route_to(envelope: WireEnvelope, crew: str) -> WireRoute:
+    actors = envelope.route.without_crew()
     if len(actors) + 1 > MAX_ROUTE_ACTORS:
         raise RoutingError(
             f"a route of {len(actors)} actors leaves no room for {crew} (at most"
             f" {MAX_ROUTE_ACTORS - 1} actors)"
         )
-    return Route(actors=[*actors, crew], current=len(actors))
+    return WireRoute([*actors, crew], len(actors))
 
 
-def _next_route(envelope: Envelope) -> Route:
+def _next_route(envelope: WireEnvelope) -> WireRoute:
     if envelope.route.is_last:
         return _route_to(envelope, HAPPY_END)
     return envelope.route.advanced()
 
 
-def _successor(envelope: Envelope, **changes: Any) -> Envelope:
-    base = {"job_id": envelope.job_key, "attempt": 1, "error": None}
-    return envelope.model_copy(update={**base, **changes})
+def _successor(envelope: WireEnvelope, **changes: Any) -> WireEnvelope:
+    return envelope.replace(job_id=envelope.job_key, attempt=1, error=None, **changes)
 
 
-def successors(envelope: Envelope, result: Any) -> tuple[list[Envelope], bool]:
+def successors(envelope: WireEnvelope, result: Any) -> tuple[list[WireEnvelope], bool]:
     """The envelopes a successful call produces, and whether they are a fan-out (children with
     ids derived from the parent's and their index, so a repeated fan-out repeats them)."""
     if result is None or result == []:
@@ -65,17 +59,13 @@ def successors(envelope: Envelope, result: Any) -> tuple[list[Envelope], bool]:
     return [_successor(envelope, route=route, payload=result)], False
 
 
-def retry_envelope(envelope: Envelope) -> Envelope:
+def retry_envelope(envelope: WireEnvelope) -> WireEnvelope:
     """The same envelope at its next attempt (the same id: the job's branch stays one)."""
-    return envelope.model_copy(update={"attempt": envelope.attempt + 1})
+    return envelope.replace(attempt=envelope.attempt + 1)
 
 
-def to_error_end(envelope: Envelope, error: dict[str, Any]) -> Envelope:
+def to_error_end(envelope: WireEnvelope, error: dict[str, Any]) -> WireEnvelope:
     """The envelope bound for ``error-end`` with the original payload and the last error."""
-    return envelope.model_copy(
-        update={
-            "job_id": envelope.job_key,
-            "route": _route_to(envelope, ERROR_END),
-            "error": error,
-        }
+    return envelope.replace(
+        job_id=envelope.job_key, route=_route_to(envelope, ERROR_END), error=error
     )
