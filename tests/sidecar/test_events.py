@@ -1,5 +1,6 @@
 """Job events while Redis is away: kept and written once it is back, within bounds of count
-and bytes, beyond which new ones are dropped and counted."""
+and bytes, beyond which new ones are dropped and counted; carried by commits when one comes
+in the same loop turn, in order whatever fails."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import pytest
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
+from ai.backend.common.transport.base import Outcome
 from ai.backend.common.transport.redis_streams import RedisStreamsTransport
 from ai.backend.sidecar.metrics import SidecarMetrics
+from ai.backend.sidecar.services.consumer import BatchCommitter
 from ai.backend.sidecar.services.events import EventPublisher
+from ai.backend.sidecar.services.retrying import RedisRetrier
 
 
 class UnreachableTransport(RedisStreamsTransport):
@@ -107,3 +111,56 @@ async def test_the_queue_is_bounded_by_bytes(
     assert metrics.registry.get_sample_value("bai_sidecar_events_dropped_total", dropped) == 1
     away.reachable.set()
     assert await written(redis_client, away, 3) == ["in hand", "a" * 600, "c"]
+
+
+class CountingTransport(RedisStreamsTransport):
+    """Counts the events' own round trips; fails the first ``failing_commits`` commits."""
+
+    def __init__(self, redis: Redis, prefix: str, failing_commits: int = 0) -> None:
+        super().__init__(redis, prefix=prefix)
+        self.own_writes = 0
+        self.failing_commits = failing_commits
+
+    async def append_many(self, stream: str, field: bytes, bodies: Sequence[bytes]) -> None:
+        self.own_writes += 1
+        await super().append_many(stream, field, bodies)
+
+    async def commit(self, outcome: Outcome) -> None:
+        if self.failing_commits:
+            self.failing_commits -= 1
+            raise redis_errors.ConnectionError("Error 111 connecting to 127.0.0.1:6379.")
+        await super().commit(outcome)
+
+
+async def test_a_commit_in_the_same_turn_carries_the_queued_events(
+    redis_client: Redis, key_prefix: str, metrics: SidecarMetrics
+) -> None:
+    transport = CountingTransport(redis_client, key_prefix)
+    events = EventPublisher(transport, metrics)
+    events.start()
+    committer = BatchCommitter(transport, RedisRetrier(transport, metrics), events)
+    await transport.ensure_queue("carrier")
+    for i in range(3):
+        events.emit({"kind": "running", "data": i})
+    await committer.commit(Outcome(publish=[("carrier", b"next")]))
+    await events.written(3)
+    assert await written(redis_client, transport, 3) == [0, 1, 2]
+    assert transport.own_writes == 0
+    await events.close()
+
+
+async def test_events_of_a_failed_commit_are_written_after_all_in_order(
+    redis_client: Redis, key_prefix: str, metrics: SidecarMetrics
+) -> None:
+    transport = CountingTransport(redis_client, key_prefix, failing_commits=1)
+    events = EventPublisher(transport, metrics)
+    events.start()
+    committer = BatchCommitter(transport, RedisRetrier(transport, metrics), events)
+    for i in range(2):
+        events.emit({"kind": "progress", "data": i})
+    commit = asyncio.create_task(committer.commit(Outcome(publish=[("carrier", b"next")])))
+    events.emit({"kind": "progress", "data": 2})
+    await commit  # failed once (its events went back to the queue), then retried
+    await events.written(3)
+    assert await written(redis_client, transport, 3) == [0, 1, 2]
+    await events.close()

@@ -128,6 +128,7 @@ async def run_sidecar(config: SidecarConfig, options: SidecarOptions, stop: asyn
             cancelled=cancelled,
             gate=runtime,
             retrier=retrier,
+            events=events if runtime is not None else None,
         )
         await loop.run(stop)
     finally:

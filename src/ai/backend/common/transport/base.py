@@ -102,9 +102,18 @@ class Outcome:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     acks: list[Delivery] = field(default_factory=list)
     fan_outs: list[FanOut] = field(default_factory=list)
+    # job events (JSON) for the events stream, written before anything else of the outcome
+    events: list[bytes] = field(default_factory=list)
 
     def is_empty(self) -> bool:
-        return not (self.publish or self.delayed or self.dead_letters or self.acks or self.fan_outs)
+        return not (
+            self.publish
+            or self.delayed
+            or self.dead_letters
+            or self.acks
+            or self.fan_outs
+            or self.events
+        )
 
     def merge(self, other: Outcome) -> None:
         """Add ``other``'s writes to this one (to commit several deliveries at once)."""
@@ -113,6 +122,7 @@ class Outcome:
         self.dead_letters += other.dead_letters
         self.acks += other.acks
         self.fan_outs += other.fan_outs
+        self.events += other.events
 
 
 class BranchEnded(Enum):

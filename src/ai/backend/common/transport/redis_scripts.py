@@ -45,6 +45,7 @@ return {moved, dead, stayed, dropped}
 # Everything an Outcome writes, and its acknowledgements (last), in one atomic call.
 # KEYS[1] = retry zset; other keys are referred to by their index in KEYS.
 # ARGV = field, now, job-state ttl, then sections, each a count followed by its items:
+#   events (events key, event field, then the count of events and the events),
 #   fan-outs (state key, end key, parent id, children, the parent's own parent id or "", its
 #   index there)*, publish (key, body)*,
 #   delayed (score, member)*, dead letters (key, body, error JSON)*, acks (key, group, n, id*n)*
@@ -52,12 +53,20 @@ return {moved, dead, stayed, dropped}
 # while the parent is a branch: not once the job has ended or the parent's own branch has (a
 # duplicate that went another way), nor when the parent is a child beyond, or outside, the
 # fan-out counted for its own parent.
-# Fan-outs come first: a job key of the wrong type fails the script before anything is written
+# Job events come first (a call's partials before its outcome); an event the events stream
+# refuses is dropped and counted (events are advisory: they never hold up the data plane).
+# Then fan-outs: a job key of the wrong type fails the script before anything else is written
 # (Redis does not undo the writes of a script that fails midway).
+# Returns the number of events refused.
 COMMIT = """
 local a = 1
 local function take() local v = ARGV[a]; a = a + 1; return v end
 local field, now, ttl = take(), take(), take()
+local events, event_field = KEYS[tonumber(take())], take()
+local refused = 0
+for _ = 1, tonumber(take()) do
+  if redis.pcall('XADD', events, '*', event_field, take())['err'] then refused = refused + 1 end
+end
 for _ = 1, tonumber(take()) do
   local state, ended = KEYS[tonumber(take())], KEYS[tonumber(take())]
   local parent, children, branch_of, branch_index = take(), take(), take(), tonumber(take())
@@ -93,7 +102,7 @@ for _ = 1, tonumber(take()) do
     redis.call('XACK', KEYS[k], group, unpack(ids, i, math.min(i + 999, n)))
   end
 end
-return 1
+return refused
 """
 
 # KEYS[1] = a stream; ARGV = field, bodies...: one entry per body, in order.

@@ -306,6 +306,7 @@ class RedisStreamsTransport(MessageTransport):
             return index[name]
 
         args: list[bytes | str | int] = [MESSAGE_FIELD, repr(time.time()), JOB_STATE_TTL_SECONDS]
+        args += [key(self.keys.events), EVENT_FIELD, len(outcome.events), *outcome.events]
         args.append(len(outcome.fan_outs))
         for fan_out in outcome.fan_outs:
             args += [
@@ -332,7 +333,9 @@ class RedisStreamsTransport(MessageTransport):
         args.append(len(acks))
         for queue, ids in acks.items():
             args += [key(self.keys.actor_stream(queue)), queue, len(ids), *ids]
-        await self._commit(keys=keys, args=args)
+        refused = int(await self._commit(keys=keys, args=args))
+        if refused:
+            log.error("the events stream refused %d job events of a commit; dropped", refused)
 
     async def end_branches(self, ends: Sequence[BranchEnd]) -> list[BranchEnded]:
         if not ends:

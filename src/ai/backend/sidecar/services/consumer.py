@@ -31,6 +31,7 @@ from ai.backend.common.transport.base import Delivery, MessageTransport, Outcome
 
 from ..metrics import SidecarMetrics
 from .cancellation import CancelledJobs
+from .events import EventPublisher
 from .failures import CallFailure
 from .processor import bad_envelope_outcome, parse_envelope
 from .retrying import Backoff, RedisRetrier
@@ -74,23 +75,46 @@ class ConsumerSettings:
 
 
 class BatchCommitter:
-    """Commits the outcomes of deliveries that finish close together in one transaction."""
+    """Commits the outcomes of deliveries that finish close together in one transaction, with
+    the job events queued meanwhile (no round trip of their own)."""
 
-    def __init__(self, transport: MessageTransport, retrier: RedisRetrier) -> None:
+    def __init__(
+        self,
+        transport: MessageTransport,
+        retrier: RedisRetrier,
+        events: EventPublisher | None = None,
+    ) -> None:
         self._transport = transport
         self._retrier = retrier
+        self._events = events
         self._batcher: MicroBatcher[Outcome, None] = MicroBatcher(
             self._commit_all, isolate_when=lambda e: not transport.is_transient(e)
         )
 
     async def commit(self, outcome: Outcome) -> None:
-        await self._retrier.call("commit", lambda: self._batcher.submit(outcome))
+        if self._events is None:
+            await self._retrier.call("commit", lambda: self._batcher.submit(outcome))
+            return
+        self._events.carrier_coming()
+        try:
+            await self._retrier.call("commit", lambda: self._batcher.submit(outcome))
+        finally:
+            self._events.carrier_done()
 
     async def _commit_all(self, outcomes: list[Outcome]) -> list[None]:
         merged = Outcome()
         for outcome in outcomes:
             merged.merge(outcome)
-        await self._transport.commit(merged)
+        carried = self._events.take() if self._events is not None else []
+        merged.events += carried
+        try:
+            await self._transport.commit(merged)
+        except BaseException:
+            if self._events is not None and carried:
+                self._events.taken(carried, written=False)
+            raise
+        if self._events is not None and carried:
+            self._events.taken(carried, written=True)
         return [None] * len(outcomes)
 
 
@@ -105,6 +129,7 @@ class ConsumerLoop:
         cancelled: CancelledJobs | None = None,
         gate: WorkGate | None = None,
         retrier: RedisRetrier | None = None,
+        events: EventPublisher | None = None,
     ) -> None:
         self.transport = transport
         self.settings = settings
@@ -113,7 +138,7 @@ class ConsumerLoop:
         self.cancelled = cancelled
         self.gate = gate
         self.retrier = retrier or RedisRetrier(transport, metrics)
-        self.committer = BatchCommitter(transport, self.retrier)
+        self.committer = BatchCommitter(transport, self.retrier, events)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._slot_free = asyncio.Event()
 
@@ -219,7 +244,8 @@ class ConsumerLoop:
         started = time.perf_counter()
         try:
             outcome = await self._outcome_of(delivery)
-            await self.committer.commit(outcome)
+            if not outcome.is_empty():  # the crew acknowledges in its own script
+                await self.committer.commit(outcome)
         except Exception:
             self.metrics.count_error("process")
             log.exception(

@@ -1,6 +1,9 @@
-"""Job events off the hot path: handlers enqueue, one task writes them to ``bai:events`` in
-batches, one script call per batch (DESIGN.md §4.1a). Non-terminal events only; terminal ones
-are written by the crew through the job's end guard.
+"""Job events off the hot path: handlers enqueue, and the events go to ``bai:events`` in
+batches (DESIGN.md §4.1a): inside the script of a commit on its way (:meth:`take`, no round
+trip of their own), or, while no commit is coming, by the publisher's own task, one script call
+per batch. One batch is on its way at a time, so events are written
+in the order they were emitted. Non-terminal events only; terminal ones are written by the crew
+through the job's end guard.
 
 While Redis is away the batch in hand is retried with backoff and new events wait in a queue
 bounded by count and by bytes (a partial may be large); beyond either bound new events are
@@ -63,6 +66,8 @@ class EventPublisher:
         self._emitted = 0  # events accepted so far; event n is written once _written >= n
         self._written = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._in_flight = False  # a batch is being written (by the task or a commit)
+        self._carriers = 0  # commits on their way, which will take what is queued
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -128,6 +133,37 @@ class EventPublisher:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
 
+    def carrier_coming(self) -> None:
+        """A commit is on its way: it will carry the queued events (see :meth:`take`)."""
+        self._carriers += 1
+
+    def carrier_done(self) -> None:
+        """That commit is done; events still queued go out with the next, or on their own."""
+        self._carriers -= 1
+        if self._queue and not self._carriers:
+            self._ready.set()
+
+    def take(self) -> list[bytes]:
+        """A batch of queued events for a commit to write, unless one is on its way already;
+        the commit must then call :meth:`taken` with the batch and whether it was written."""
+        if self._in_flight or not self._queue:
+            return []
+        self._in_flight = True
+        return self._take_batch()
+
+    def taken(self, batch: list[bytes], *, written: bool) -> None:
+        """A batch from :meth:`take` was written, or (the commit failed) goes back in front."""
+        self._in_flight = False
+        if written:
+            self._mark_written(len(batch))
+        else:
+            self._queue.extendleft(reversed(batch))
+            self._queued_bytes += sum(map(len, batch))
+        if self._queue:
+            self._ready.set()
+        elif written:
+            self._idle.set()
+
     def _take_batch(self) -> list[bytes]:
         batch: list[bytes] = []
         size = 0
@@ -141,10 +177,14 @@ class EventPublisher:
     async def _run(self) -> None:
         backoff = Backoff()
         while True:
-            if not self._queue:
-                self._idle.set()
+            if not self._queue or self._in_flight or self._carriers:
+                if not self._queue and not self._in_flight:
+                    self._idle.set()
                 self._ready.clear()
                 await self._ready.wait()
+                await asyncio.sleep(0)  # a commit starting in this loop turn carries them
+                continue
+            self._in_flight = True
             batch = self._take_batch()
             while True:
                 try:
@@ -154,6 +194,7 @@ class EventPublisher:
                         log.error("dropped {} job events Redis refused: {}", len(batch), e)
                         self._metrics.events_dropped.inc(len(batch))
                         self._mark_written(len(batch))
+                        self._in_flight = False
                         break
                     if backoff.attempts == 0:
                         log.warning("cannot write job events ({}); retrying", e)
@@ -163,4 +204,5 @@ class EventPublisher:
                     log.info("job events are getting out again")
                 backoff.reset()
                 self._mark_written(len(batch))
+                self._in_flight = False
                 break
