@@ -58,3 +58,18 @@ def not_json(payload: Any) -> Any:
 def grow(payload: dict[str, Any]) -> dict[str, Any]:
     """An answer of ``payload["size"]`` bytes from a small call (above a small ``max_frame``)."""
     return {"blob": "x" * payload["size"]}
+
+
+async def blocks_the_loop(payload: dict[str, Any]) -> dict[str, Any]:
+    """An async handler that blocks its event loop (a sync call inside ``async def``)."""
+    time.sleep(float(payload["seconds"]))
+    return payload
+
+
+async def ignores_cancellation(payload: dict[str, Any]) -> dict[str, Any]:
+    """An async handler that catches its cancellation and answers all the same."""
+    try:
+        await asyncio.sleep(float(payload["seconds"]))
+    except asyncio.CancelledError:
+        return {"answered": "after its cancellation"}
+    return payload

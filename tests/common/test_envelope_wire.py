@@ -140,3 +140,18 @@ def test_the_call_frame_of_a_wire_route_is_the_dtos() -> None:
         "route": {"actors": wire.route.actors, "current": wire.route.current},
     }
     assert encode_frame(by_wire) == encode_frame(by_dto)
+
+
+def test_nesting_beyond_pydantics_limit_is_refused_as_pydantic_refuses_it() -> None:
+    deep = b'{"route":{"actors":["a"]},"payload":' + b"[" * 210 + b"]" * 210 + b"}"
+    with pytest.raises(ValidationError) as by_pydantic:
+        Envelope.from_json_bytes(deep)
+    with pytest.raises(ValidationError) as by_wire:
+        decode_envelope(deep)
+    assert str(by_wire.value) == str(by_pydantic.value)
+
+
+def test_datetimes_beyond_microseconds_read_as_pydantic_reads_them() -> None:
+    body = b'{"route":{"actors":["a"]},"created_at":"2026-01-01T00:00:00.9999999Z"}'
+    assert decode_envelope(body).created_at == Envelope.from_json_bytes(body).created_at
+    assert decode_envelope(body).created_at == datetime(2026, 1, 1, 0, 0, 0, 999999, tzinfo=UTC)

@@ -13,7 +13,7 @@ import pytest
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from ai.backend.common.transport.base import Outcome
+from ai.backend.common.transport.base import FanOut, Outcome
 from ai.backend.common.transport.redis_streams import RedisStreamsTransport
 from ai.backend.sidecar.metrics import SidecarMetrics
 from ai.backend.sidecar.services.consumer import BatchCommitter
@@ -125,11 +125,11 @@ class CountingTransport(RedisStreamsTransport):
         self.own_writes += 1
         await super().append_many(stream, field, bodies)
 
-    async def commit(self, outcome: Outcome) -> None:
+    async def commit(self, outcome: Outcome) -> int:
         if self.failing_commits:
             self.failing_commits -= 1
             raise redis_errors.ConnectionError("Error 111 connecting to 127.0.0.1:6379.")
-        await super().commit(outcome)
+        return await super().commit(outcome)
 
 
 async def test_a_commit_in_the_same_turn_carries_the_queued_events(
@@ -164,3 +164,23 @@ async def test_events_of_a_failed_commit_are_written_after_all_in_order(
     await events.written(3)
     assert await written(redis_client, transport, 3) == [0, 1, 2]
     await events.close()
+
+
+async def test_events_of_a_commit_refused_for_good_are_written_once(
+    redis_client: Redis, key_prefix: str, metrics: SidecarMetrics
+) -> None:
+    transport = CountingTransport(redis_client, key_prefix)
+    events = EventPublisher(transport, metrics)
+    events.start()
+    committer = BatchCommitter(transport, RedisRetrier(transport, metrics), events)
+    await redis_client.set(transport.keys.job_state("poisoned"), b"not a hash")
+    for i in range(2):
+        events.emit({"kind": "partial", "data": i})
+    poison = Outcome(fan_outs=[FanOut("poisoned", "parent", 2)])
+    with pytest.raises(redis_errors.ResponseError, match="WRONGTYPE"):
+        await committer.commit(poison)  # the script wrote the events, then failed
+    events.emit({"kind": "partial", "data": 2})
+    await committer.commit(Outcome(publish=[("carrier", b"next")]))
+    await events.written(3)
+    await events.close()
+    assert await written(redis_client, transport, 3) == [0, 1, 2]

@@ -126,6 +126,18 @@ async def test_call_timeout_fails_and_never_also_succeeds(plane: DataPlane, hand
     assert [e["kind"] for e in await plane.terminal_events("slow")] == ["failed"]
 
 
+@pytest.mark.parametrize(
+    "handler", ["examples.failures:blocks_the_loop", "examples.failures:ignores_cancellation"]
+)
+async def test_an_answer_after_the_timeout_is_a_timeout(plane: DataPlane, handler: str) -> None:
+    await plane.start_actor("stubborn", handler, spec={"timeout": "500ms"})
+    await plane.publish(["stubborn"], {"seconds": 1.5}, job_id="stubborn")
+    terminal = await plane.wait_terminal("stubborn", timeout=10)
+    assert (terminal["kind"], error_of(terminal)["code"]) == ("failed", "timeout")
+    await plane.wait_quiescent()
+    assert [e["kind"] for e in await plane.terminal_events("stubborn")] == ["failed"]
+
+
 async def test_route_mismatch_is_never_processed(plane: DataPlane) -> None:
     await plane.start_actor("doubler", "examples.pipeline:double")
     envelope = Envelope(route=Route(actors=["other"]), payload={"value": 1}, job_id="mm")

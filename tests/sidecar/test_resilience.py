@@ -123,6 +123,20 @@ async def test_partial_and_progress_events(plane: DataPlane) -> None:
     ]
 
 
+async def test_progress_of_an_async_handler_that_answers_at_once_comes_first(
+    plane: DataPlane,
+) -> None:
+    await plane.start_actor("prompt", "examples.streaming:progress_then_answer")
+    await plane.publish(["prompt"], {"value": 1}, job_id="prompt")
+    assert (await plane.wait_terminal("prompt"))["result"] == {"value": 1}
+    kinds = [(e["kind"], e.get("data")) for e in await plane.events("prompt")]
+    assert kinds == [
+        ("running", None),
+        ("progress", {"progress": 1, "total": 1, "message": "done"}),
+        ("succeeded", {"branches": 1}),
+    ]
+
+
 async def test_cancelled_job_is_skipped_and_ends_once_as_cancelled(plane: DataPlane) -> None:
     assert (await plane.cancel("gone", "user asked")).ended
     await plane.start_actor("doubler", "examples.pipeline:double")

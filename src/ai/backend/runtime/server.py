@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,7 @@ class _Connection:
         self.writer = writer
         self.out = CoalescingWriter(writer)
         self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
         self.calls: dict[str, asyncio.Task[None]] = {}
         self._drain_lock = asyncio.Lock()
 
@@ -113,7 +115,12 @@ class _Connection:
             self.out.write(outgoing_frame(frame, self.server.max_frame))
 
     def send_threadsafe(self, frame: dict[str, Any]) -> None:
-        self.loop.call_soon_threadsafe(self.send, frame)
+        """From any thread; from the loop's own (``ctx`` of an async handler) at once, so that
+        it leaves before the call's result."""
+        if threading.get_ident() == self.loop_thread:
+            self.send(frame)
+        else:
+            self.loop.call_soon_threadsafe(self.send, frame)
 
     async def flush(self) -> None:
         async with self._drain_lock:

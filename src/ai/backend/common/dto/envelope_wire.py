@@ -11,6 +11,7 @@ write is interchangeable: the same fields in the same order, equal values after 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -104,17 +105,31 @@ _decoder = msgspec.json.Decoder(WireEnvelope)
 
 
 def _encode(envelope: WireEnvelope) -> bytes:
-    try:
-        return _encoder.encode(envelope)
-    except (TypeError, OverflowError):  # what msgspec cannot write, Pydantic may (or refuses)
-        return envelope.to_model().to_json_bytes()
+    return _encoder.encode(envelope)
+
+
+# Where msgspec and Pydantic part ways, Pydantic decides: nesting deeper than Pydantic's limit
+# (about 200: msgspec goes deeper; a bracket count bounds the depth), datetimes with more than
+# six fractional digits (msgspec rounds them, Pydantic truncates) and text that is not UTF-8.
+_MAX_BRACKETS = 200
+_BEYOND_MICROSECONDS = re.compile(rb"T\d\d:\d\d:\d\d[.,]\d{7}")
+
+
+def _msgspec_decides(data: bytes | str) -> bool:
+    raw = data.encode() if isinstance(data, str) else data
+    return (
+        raw.count(b"[") + raw.count(b"{") <= _MAX_BRACKETS
+        and _BEYOND_MICROSECONDS.search(raw) is None
+    )
 
 
 def decode_envelope(data: bytes | str) -> WireEnvelope:
     """Parse and validate an envelope; raises ``pydantic.ValidationError`` (or ``ValueError``)
     for what :class:`Envelope` refuses, with its message."""
-    try:
-        return _decoder.decode(data)
-    except (msgspec.DecodeError, RecursionError):  # too deep for msgspec: Pydantic says why
-        envelope = Envelope.from_json_bytes(data)  # Pydantic judges: its error, or its value
+    if _msgspec_decides(data):
+        try:
+            return _decoder.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            pass
+    envelope = Envelope.from_json_bytes(data)  # Pydantic judges: its error, or its value
     return _decoder.decode(envelope.to_json_bytes())

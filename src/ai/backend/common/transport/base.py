@@ -213,9 +213,10 @@ class MessageTransport(ABC):
         has taken over meanwhile (their outcome will be written twice)."""
 
     @abstractmethod
-    async def commit(self, outcome: Outcome) -> None:
-        """Write the outcome's messages, delayed retries and dead letters, and acknowledge its
-        deliveries, all or nothing."""
+    async def commit(self, outcome: Outcome) -> int:
+        """Write the outcome's job events (first), messages, delayed retries and dead letters,
+        and acknowledge its deliveries, all or nothing, except the job events: returns how many
+        of those the events stream refused (dropped: events never hold up the data plane)."""
 
     @abstractmethod
     async def end_branches(self, ends: Sequence[BranchEnd]) -> list[BranchEnded]:

@@ -36,6 +36,16 @@ end
 local function end_branch(k, a)
   local state = KEYS[k + 1]
   if redis.call('EXISTS', KEYS[k + 2]) == 1 then return -3 end
+  if ARGV[a + 4] == '0' and redis.call('EXISTS', state) == 0 then
+    -- no fan-out recorded: the job's only branch, whose outcome is the job's
+    local tag, body = string.sub(ARGV[a + 2], 1, 1), string.sub(ARGV[a + 2], 2)
+    if tag == 'f' then
+      finish(k, a, 'failed', '"error":' .. body, 1, end_ttl)
+    else
+      finish(k, a, 'succeeded', '"result":' .. body, 1, end_ttl)
+    end
+    return -2
+  end
   if ARGV[a + 4] == '1' then
     local counted = redis.call('HGET', state, 'f:' .. ARGV[a + 7])
     if not counted then

@@ -293,9 +293,9 @@ class RedisStreamsTransport(MessageTransport):
             return []
         return [_text(name) for name in removed]
 
-    async def commit(self, outcome: Outcome) -> None:
+    async def commit(self, outcome: Outcome) -> int:
         if outcome.is_empty():
-            return
+            return 0
         keys: list[str] = [self.keys.retry]
         index: dict[str, int] = {}
 
@@ -333,9 +333,7 @@ class RedisStreamsTransport(MessageTransport):
         args.append(len(acks))
         for queue, ids in acks.items():
             args += [key(self.keys.actor_stream(queue)), queue, len(ids), *ids]
-        refused = int(await self._commit(keys=keys, args=args))
-        if refused:
-            log.error("the events stream refused %d job events of a commit; dropped", refused)
+        return int(await self._commit(keys=keys, args=args))
 
     async def end_branches(self, ends: Sequence[BranchEnd]) -> list[BranchEnded]:
         if not ends:

@@ -70,11 +70,11 @@ def run(
         config = config.model_copy(update={"actor": load_spec_or_exit(spec_path)})
     if config.actor is not None and config.actor.name != actor:
         raise click.UsageError(f"the actor's spec is for {config.actor.name!r}, not {actor!r}")
-    if socket_path is None and config.sidecar.socket is not None:
-        socket_path = config.sidecar.socket
     inprocess = is_inprocess(config)
     if inprocess and socket_path is not None:
         raise click.UsageError(f"actor {actor} runs in-process (execution: inprocess): no --socket")
+    if socket_path is None and config.sidecar.socket is not None and not inprocess:
+        socket_path = config.sidecar.socket
     if actor not in RESERVED_ACTOR_NAMES and socket_path is None and not inprocess:
         raise click.UsageError(f"actor {actor} needs --socket (the runtime's socket)")
     setup_logging(level=config.logging.level, log_format=config.logging.format)

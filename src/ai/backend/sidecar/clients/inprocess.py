@@ -6,23 +6,29 @@ Each call sees what the runtime would receive (the call frame encoded and decode
 handler gets its own copy of the payload, and a call frame above ``max_frame`` raises
 :class:`FrameTooLarge`), and every frame it produces goes through the runtime's encoder: a result
 or partial that is not JSON-serializable, or too large, fails the call with the same code as in
-the default mode. What the mode gives up is isolation: a handler that crashes the process, or a
-sync handler stuck in its thread, takes the sidecar with it (the default mode loses only the
-runtime, and the sidecar retries its calls).
+the default mode (here the handler learns it too: the ``ctx.progress`` or ``yield`` that sent
+it raises). A call answered after its deadline is a timeout, as over the socket, also when the
+handler blocked the event loop or caught its cancellation. What the mode gives up is isolation:
+a handler that crashes the process, or a sync handler stuck in its thread, takes the sidecar
+with it (the default mode loses only the runtime, and the sidecar retries its calls).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Any
 
 from ai.backend.common.framing import DEFAULT_MAX_FRAME, HEADER_SIZE, decode_body, encode_frame
+from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.runtime.calls import CallRunner, hello_frame, new_threads, outgoing_frame
 from ai.backend.runtime.loader import LoadedHandler
 from ai.backend.runtime.workers import HandlerThreads
 
 from .runtime import FrameListener, RuntimeHello
+
+log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 
 
 class _FrameRefused(Exception):
@@ -62,8 +68,14 @@ class _InProcessCall:
             runtime.loop.call_soon_threadsafe(self._deliver, message)
 
     def _deliver(self, message: dict[str, Any]) -> None:
-        if not self.finished and self.on_frame is not None:
+        if self.finished or self.on_frame is None:
+            return
+        try:
             self.on_frame(message)
+        except Exception:  # the listener's failure is not the handler's
+            log.exception(
+                "could not handle a {} frame of {}", message.get("type"), message.get("id")
+            )
 
 
 class InProcessRuntime:
@@ -118,15 +130,20 @@ class InProcessRuntime:
         encoded = encode_frame(frame, max_frame=self.max_frame)
         received = decode_body(encoded[HEADER_SIZE:])  # the runtime's own copy of the call
         call = _InProcessCall(self, on_frame)
+        loop = self.loop
+        deadline = loop.time() + timeout
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
                 answer = await self._runner.run(call_id, received, call.emit, call.emit_threadsafe)
         finally:
             call.finished = True
+        if loop.time() >= deadline:
+            # too late, as over the socket: a handler that blocked the loop past its deadline,
+            # or that caught its cancellation and returned all the same
+            raise TimeoutError()
         if call.failure is not None:
             return call.failure
-        message = decode_body(outgoing_frame(answer, self.max_frame)[HEADER_SIZE:])
-        return message
+        return decode_body(outgoing_frame(answer, self.max_frame)[HEADER_SIZE:])
 
     async def close(self) -> None:
         if self._threads is not None:

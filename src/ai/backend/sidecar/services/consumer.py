@@ -105,16 +105,23 @@ class BatchCommitter:
         merged = Outcome()
         for outcome in outcomes:
             merged.merge(outcome)
-        carried = self._events.take() if self._events is not None else []
+        if self._events is None:
+            await self._transport.commit(merged)
+            return [None] * len(outcomes)
+        carried = self._events.take()
         merged.events += carried
         try:
-            await self._transport.commit(merged)
-        except BaseException:
-            if self._events is not None and carried:
-                self._events.taken(carried, written=False)
+            refused = await self._transport.commit(merged)
+        except Exception as e:
+            # The events go first, each on its own (a refused one is skipped): a script that
+            # failed later (a permanent error) wrote them already; a transient error may have
+            # kept the script from running, so they are written again (at worst twice).
+            self._events.taken(carried, written=not self._transport.is_transient(e))
             raise
-        if self._events is not None and carried:
-            self._events.taken(carried, written=True)
+        except BaseException:
+            self._events.taken(carried, written=False)
+            raise
+        self._events.taken(carried, written=True, refused=refused)
         return [None] * len(outcomes)
 
 

@@ -151,9 +151,12 @@ class EventPublisher:
         self._in_flight = True
         return self._take_batch()
 
-    def taken(self, batch: list[bytes], *, written: bool) -> None:
-        """A batch from :meth:`take` was written, or (the commit failed) goes back in front."""
+    def taken(self, batch: list[bytes], *, written: bool, refused: int = 0) -> None:
+        """A batch from :meth:`take` was written (``refused`` of its events dropped by the events
+        stream), or, not written, goes back in front."""
         self._in_flight = False
+        if refused:
+            self._count_dropped(refused, "the events stream refused them")
         if written:
             self._mark_written(len(batch))
         else:
@@ -163,6 +166,11 @@ class EventPublisher:
             self._ready.set()
         elif written:
             self._idle.set()
+
+    def _count_dropped(self, count: int, why: str) -> None:
+        self.dropped += count
+        self._metrics.events_dropped.inc(count)
+        log.error("dropped {} job events: {}", count, why)
 
     def _take_batch(self) -> list[bytes]:
         batch: list[bytes] = []
@@ -191,8 +199,7 @@ class EventPublisher:
                     await self._transport.append_many(self._stream, EVENT_FIELD, batch)
                 except Exception as e:
                     if not self._transport.is_transient(e):
-                        log.error("dropped {} job events Redis refused: {}", len(batch), e)
-                        self._metrics.events_dropped.inc(len(batch))
+                        self._count_dropped(len(batch), f"Redis refused them: {e}")
                         self._mark_written(len(batch))
                         self._in_flight = False
                         break
