@@ -179,8 +179,16 @@ class CoalescingWriter:
         if not self.writer.is_closing():
             self.writer.write(data)
 
+    def backed_up(self, limit: int = 4 * 1024 * 1024) -> bool:
+        """More than ``limit`` bytes wait to be sent: the caller should :meth:`drain`."""
+        return self.writer.transport.get_write_buffer_size() > limit
+
+    async def drain(self) -> None:
+        """Send what is queued and wait until the socket takes it."""
+        self.flush()
+        await self.writer.drain()
+
     async def drain_if_backed_up(self, limit: int = 4 * 1024 * 1024) -> None:
         """Wait for the socket when more than ``limit`` bytes are waiting to be sent."""
-        if self.writer.transport.get_write_buffer_size() > limit:
-            self.flush()
-            await self.writer.drain()
+        if self.backed_up(limit):
+            await self.drain()

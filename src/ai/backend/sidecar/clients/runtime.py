@@ -196,7 +196,8 @@ class RuntimeClient:
             self._pending[call_id] = _PendingCall(future, on_frame)
             writer.write(data)
             try:
-                await writer.drain_if_backed_up()
+                if writer.backed_up():
+                    await writer.drain()
             except ConnectionError as e:
                 raise RuntimeUnavailable(f"the connection to the runtime broke: {e}") from None
             try:

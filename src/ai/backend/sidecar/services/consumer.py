@@ -147,6 +147,7 @@ class ConsumerLoop:
         self.retrier = retrier or RedisRetrier(transport, metrics)
         self.committer = BatchCommitter(transport, self.retrier, events)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        metrics.in_flight.set_function(lambda: len(self._in_flight))  # read when scraped
         self._slot_free = asyncio.Event()
 
     @property
@@ -235,14 +236,12 @@ class ConsumerLoop:
         if delivery.message_id in self._in_flight:
             return
         self.metrics.received.inc()
-        self.metrics.in_flight.inc()
         task = asyncio.create_task(self._process(delivery))
         self._in_flight[delivery.message_id] = task
         task.add_done_callback(functools.partial(self._finished, delivery.message_id))
 
     def _finished(self, message_id: str, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(message_id, None)
-        self.metrics.in_flight.dec()
         self._slot_free.set()
 
     async def _process(self, delivery: Delivery) -> None:
