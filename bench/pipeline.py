@@ -171,6 +171,7 @@ class Client:
         latencies: list[float] = []
 
         async def publish() -> None:
+            next_at = time.monotonic()
             for start in range(0, n, batch):
                 ids = [f"{run}-{i}" for i in range(start, min(start + batch, n))]
                 async with self.redis.pipeline(transaction=False) as pipe:
@@ -180,8 +181,9 @@ class Client:
                     for job_id in ids:
                         sent_at[job_id] = now
                     await pipe.execute()
-                if pause:
-                    await asyncio.sleep(pause)  # the load's pace
+                if pause:  # the load's pace, on a schedule
+                    next_at += pause
+                    await asyncio.sleep(max(next_at - time.monotonic(), 0))
 
         reader = Redis.from_url(REDIS_URL)
         started = time.perf_counter()
@@ -289,6 +291,7 @@ class System:
         return {
             "seconds": round(elapsed, 1),
             "rate": rate,
+            "rate_achieved": round(n / elapsed),
             "envelopes": n,
             "finished": len(latencies),
             "latency_ms": percentiles(latencies),
