@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -40,6 +41,20 @@ async def unless_stopped(awaitable: Awaitable[T], stop: asyncio.Event) -> T:
         work.cancel()
         raise Stopped()
     return work.result()
+
+
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector off a data-plane process's hot path: what start-up
+    loaded is frozen out of its scans, and the young generation is collected every 20,000
+    allocations instead of 700 (an envelope allocates dozens of objects, nearly all freed by
+    reference counting). Measured: a fifth of the sidecar's CPU time per envelope."""
+    gc.collect()
+    gc.freeze()
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def new_runner() -> asyncio.Runner:

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ai.backend.common.aio import new_runner
+from ai.backend.common.aio import new_runner, tune_gc
 from ai.backend.common.framing import (
     DEFAULT_MAX_FRAME,
     CoalescingWriter,
@@ -217,5 +217,6 @@ async def run_server(server: RuntimeServer) -> None:
 
 def run(server: RuntimeServer) -> None:
     """Run the server on uvloop when installed, else on asyncio's default loop."""
+    tune_gc()
     with new_runner() as runner:
         runner.run(run_server(server))

@@ -2,9 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class LoopCounter:
+    """A counter that only the event loop's thread increments (a plain number: no lock on the
+    hot path); the scrape reads it from the metrics server's thread."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+
+
+class _LoopCounters(Collector):
+    """Exposes :class:`LoopCounter` values as Prometheus counters labelled by actor."""
+
+    def __init__(self, actor: str) -> None:
+        self.actor = actor
+        self.counters: list[tuple[str, str, LoopCounter]] = []
+
+    def add(self, name: str, doc: str) -> LoopCounter:
+        counter = LoopCounter()
+        self.counters.append((name, doc, counter))
+        return counter
+
+    def collect(self) -> Iterator[Metric]:
+        for name, doc, counter in self.counters:
+            family = CounterMetricFamily(name, doc, labels=["actor"])
+            family.add_metric([self.actor], counter.value)
+            yield family
 
 
 class SidecarMetrics:
@@ -12,40 +48,37 @@ class SidecarMetrics:
         self.actor = actor
         self.registry = CollectorRegistry()
         labels = ["actor"]
-
-        def counter(name: str, doc: str) -> Counter:
-            return Counter(name, doc, labels, registry=self.registry)
-
-        self.received = counter("bai_sidecar_received", "envelopes received").labels(actor)
-        self.processed = counter("bai_sidecar_processed", "envelopes processed").labels(actor)
-        self.failed = counter("bai_sidecar_failed", "calls that failed").labels(actor)
-        self.retried = counter("bai_sidecar_retried", "envelopes scheduled again").labels(actor)
-        self.dead_lettered = counter(
-            "bai_sidecar_dead_lettered", "envelopes sent to the DLQ"
-        ).labels(actor)
+        counters = _LoopCounters(actor)
+        counter = counters.add
+        self.received = counter("bai_sidecar_received", "envelopes received")
+        self.processed = counter("bai_sidecar_processed", "envelopes processed")
+        self.failed = counter("bai_sidecar_failed", "calls that failed")
+        self.retried = counter("bai_sidecar_retried", "envelopes scheduled again")
+        self.dead_lettered = counter("bai_sidecar_dead_lettered", "envelopes sent to the DLQ")
         self.reclaimed = counter(
             "bai_sidecar_reclaimed", "entries taken over from a silent replica"
-        ).labels(actor)
+        )
         self.taken_over = counter(
             "bai_sidecar_taken_over",
             "entries in flight here that another replica reclaimed meanwhile",
-        ).labels(actor)
+        )
         self.delivery_limit = counter(
             "bai_sidecar_delivery_limit",
             "entries dead-lettered after retry.max_deliveries deliveries",
-        ).labels(actor)
+        )
         self.events_dropped = counter(
             "bai_sidecar_events_dropped", "job events dropped while Redis was unreachable"
-        ).labels(actor)
+        )
+        self.redis_retries = counter(
+            "bai_sidecar_redis_retries", "Redis calls tried again after a transient error"
+        )
+        self.registry.register(counters)
         self._errors = Counter(
             "bai_sidecar_errors",
             "unexpected failures of the sidecar's own tasks, by task (logged once each)",
             ["actor", "task"],
             registry=self.registry,
         )
-        self.redis_retries = counter(
-            "bai_sidecar_redis_retries", "Redis calls tried again after a transient error"
-        ).labels(actor)
         self.in_flight = Gauge(
             "bai_sidecar_in_flight", "envelopes being processed", labels, registry=self.registry
         ).labels(actor)

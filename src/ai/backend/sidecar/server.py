@@ -10,7 +10,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from ai.backend.common.aio import Stopped, new_runner, unless_stopped
+from ai.backend.common.aio import Stopped, new_runner, tune_gc, unless_stopped
 from ai.backend.common.dto.actor_spec import ActorSpec, ExecutionMode, RetryPolicy
 from ai.backend.common.dto.base import RESERVED_ACTOR_NAMES
 from ai.backend.common.log import BraceStyleAdapter
@@ -148,5 +148,6 @@ async def serve_until_signalled(config: SidecarConfig, options: SidecarOptions) 
 
 
 def run(config: SidecarConfig, options: SidecarOptions) -> None:
+    tune_gc()
     with new_runner() as runner:
         runner.run(serve_until_signalled(config, options))
