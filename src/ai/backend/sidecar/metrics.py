@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
@@ -24,23 +26,59 @@ class LoopCounter:
         self.value += amount
 
 
+class LoopHistogram:
+    """A histogram that only the event loop's thread observes (plain numbers, as
+    :class:`LoopCounter`)."""
+
+    __slots__ = ("bounds", "counts", "total", "count")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one: above every bound
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.count += 1
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative ``(le, count)`` pairs, ``+Inf`` last."""
+        cumulative, running = [], 0
+        for bound, count in zip([*map(floatToGoString, self.bounds), "+Inf"], self.counts):
+            running += count
+            cumulative.append((bound, float(running)))
+        return cumulative
+
+
 class _LoopCounters(Collector):
-    """Exposes :class:`LoopCounter` values as Prometheus counters labelled by actor."""
+    """Exposes loop counters and histograms as Prometheus metrics labelled by actor."""
 
     def __init__(self, actor: str) -> None:
         self.actor = actor
         self.counters: list[tuple[str, str, LoopCounter]] = []
+        self.histograms: list[tuple[str, str, LoopHistogram]] = []
 
     def add(self, name: str, doc: str) -> LoopCounter:
         counter = LoopCounter()
         self.counters.append((name, doc, counter))
         return counter
 
+    def add_histogram(self, name: str, doc: str, bounds: tuple[float, ...]) -> LoopHistogram:
+        histogram = LoopHistogram(bounds)
+        self.histograms.append((name, doc, histogram))
+        return histogram
+
     def collect(self) -> Iterator[Metric]:
         for name, doc, counter in self.counters:
             family = CounterMetricFamily(name, doc, labels=["actor"])
             family.add_metric([self.actor], counter.value)
             yield family
+        for name, doc, histogram in self.histograms:
+            histogram_family = HistogramMetricFamily(name, doc, labels=["actor"])
+            histogram_family.add_metric([self.actor], histogram.buckets(), histogram.total)
+            yield histogram_family
 
 
 class SidecarMetrics:
@@ -82,13 +120,11 @@ class SidecarMetrics:
         self.in_flight = Gauge(
             "bai_sidecar_in_flight", "envelopes being processed", labels, registry=self.registry
         ).labels(actor)
-        self.processing_seconds = Histogram(
+        self.processing_seconds = counters.add_histogram(
             "bai_sidecar_processing_seconds",
             "time from receipt to committed outcome",
-            labels,
-            buckets=PROCESSING_BUCKETS,
-            registry=self.registry,
-        ).labels(actor)
+            PROCESSING_BUCKETS,
+        )
 
     def count_error(self, task: str) -> None:
         """One unexpected failure of the sidecar's task ``task`` (which also logs it)."""

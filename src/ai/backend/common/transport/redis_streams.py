@@ -19,7 +19,6 @@ import logging
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from redis import exceptions as redis_errors
@@ -119,9 +118,18 @@ def branch_field(branch: Sequence[int]) -> str:
     return ".".join(f"{index:0{BRANCH_DIGITS}d}" for index in branch)
 
 
+_second_text: tuple[int, str] = (0, "")
+
+
 def now_iso() -> str:
-    """The current time as job events carry it (ISO 8601, milliseconds, ``Z``)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The current time as job events carry it (ISO 8601 in UTC, milliseconds, ``Z``); the text
+    up to the second is made once a second (an event per envelope and hop asks for it)."""
+    global _second_text
+    now = time.time()
+    second = int(now)
+    if _second_text[0] != second:
+        _second_text = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second_text[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def redis_client(url: str) -> Redis:
