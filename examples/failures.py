@@ -73,3 +73,8 @@ async def ignores_cancellation(payload: dict[str, Any]) -> dict[str, Any]:
     except asyncio.CancelledError:
         return {"answered": "after its cancellation"}
     return payload
+
+
+async def raises_cancelled(payload: Any) -> Any:
+    """An async handler whose own work was cancelled under it (a library cancelled a task)."""
+    raise asyncio.CancelledError()

@@ -155,3 +155,23 @@ def test_datetimes_beyond_microseconds_read_as_pydantic_reads_them() -> None:
     body = b'{"route":{"actors":["a"]},"created_at":"2026-01-01T00:00:00.9999999Z"}'
     assert decode_envelope(body).created_at == Envelope.from_json_bytes(body).created_at
     assert decode_envelope(body).created_at == datetime(2026, 1, 1, 0, 0, 0, 999999, tzinfo=UTC)
+
+
+def test_a_wide_payload_stays_on_the_fast_path_and_a_deep_one_is_judged_by_pydantic() -> None:
+    wide = orjson.dumps({"route": {"actors": ["a"]}, "payload": [{"n": i} for i in range(500)]})
+    assert len(decode_envelope(wide).payload) == 500
+    for separator in ("T", "t", " "):
+        body = (
+            b'{"route":{"actors":["a"]},"created_at":"2026-01-01'
+            + separator.encode()
+            + b'00:00:00.9999996Z"}'
+        )
+        try:
+            expected: Any = Envelope.from_json_bytes(body).created_at
+        except ValidationError:
+            expected = "refused"
+        try:
+            got: Any = decode_envelope(body).created_at
+        except ValidationError:
+            got = "refused"
+        assert got == expected

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -132,13 +133,32 @@ class CountingTransport(RedisStreamsTransport):
         return await super().commit(outcome)
 
 
-async def test_a_commit_in_the_same_turn_carries_the_queued_events(
+@dataclass
+class Carrier:
+    """A committer whose commits carry the publisher's events, on a counting transport."""
+
+    transport: CountingTransport
+    events: EventPublisher
+    committer: BatchCommitter
+
+
+@pytest.fixture
+async def carrier(
     redis_client: Redis, key_prefix: str, metrics: SidecarMetrics
-) -> None:
+) -> AsyncIterator[Carrier]:
     transport = CountingTransport(redis_client, key_prefix)
     events = EventPublisher(transport, metrics)
     events.start()
-    committer = BatchCommitter(transport, RedisRetrier(transport, metrics), events)
+    yield Carrier(
+        transport, events, BatchCommitter(transport, RedisRetrier(transport, metrics), events)
+    )
+    await events.close()
+
+
+async def test_a_commit_in_the_same_turn_carries_the_queued_events(
+    carrier: Carrier, redis_client: Redis
+) -> None:
+    transport, events, committer = carrier.transport, carrier.events, carrier.committer
     await transport.ensure_queue("carrier")
     for i in range(3):
         events.emit({"kind": "running", "data": i})
@@ -146,16 +166,13 @@ async def test_a_commit_in_the_same_turn_carries_the_queued_events(
     await events.written(3)
     assert await written(redis_client, transport, 3) == [0, 1, 2]
     assert transport.own_writes == 0
-    await events.close()
 
 
 async def test_events_of_a_failed_commit_are_written_after_all_in_order(
-    redis_client: Redis, key_prefix: str, metrics: SidecarMetrics
+    carrier: Carrier, redis_client: Redis
 ) -> None:
-    transport = CountingTransport(redis_client, key_prefix, failing_commits=1)
-    events = EventPublisher(transport, metrics)
-    events.start()
-    committer = BatchCommitter(transport, RedisRetrier(transport, metrics), events)
+    transport, events, committer = carrier.transport, carrier.events, carrier.committer
+    transport.failing_commits = 1
     for i in range(2):
         events.emit({"kind": "progress", "data": i})
     commit = asyncio.create_task(committer.commit(Outcome(publish=[("carrier", b"next")])))
@@ -163,16 +180,12 @@ async def test_events_of_a_failed_commit_are_written_after_all_in_order(
     await commit  # failed once (its events went back to the queue), then retried
     await events.written(3)
     assert await written(redis_client, transport, 3) == [0, 1, 2]
-    await events.close()
 
 
 async def test_events_of_a_commit_refused_for_good_are_written_once(
-    redis_client: Redis, key_prefix: str, metrics: SidecarMetrics
+    carrier: Carrier, redis_client: Redis
 ) -> None:
-    transport = CountingTransport(redis_client, key_prefix)
-    events = EventPublisher(transport, metrics)
-    events.start()
-    committer = BatchCommitter(transport, RedisRetrier(transport, metrics), events)
+    transport, events, committer = carrier.transport, carrier.events, carrier.committer
     await redis_client.set(transport.keys.job_state("poisoned"), b"not a hash")
     for i in range(2):
         events.emit({"kind": "partial", "data": i})
@@ -182,5 +195,40 @@ async def test_events_of_a_commit_refused_for_good_are_written_once(
     events.emit({"kind": "partial", "data": 2})
     await committer.commit(Outcome(publish=[("carrier", b"next")]))
     await events.written(3)
-    await events.close()
+    await events.close()  # all written: nothing more may come
     assert await written(redis_client, transport, 3) == [0, 1, 2]
+
+
+class SlowEventsTransport(CountingTransport):
+    """The publisher's own writes wait until ``release`` is set."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        super().__init__(redis, prefix)
+        self.appending = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def append_many(self, stream: str, field: bytes, bodies: Sequence[bytes]) -> None:
+        self.appending.set()
+        await self.release.wait()
+        await super().append_many(stream, field, bodies)
+
+
+async def test_commits_leave_a_batch_on_its_way_alone_and_events_keep_their_order(
+    redis_client: Redis, key_prefix: str, metrics: SidecarMetrics
+) -> None:
+    transport = SlowEventsTransport(redis_client, key_prefix)
+    events = EventPublisher(transport, metrics)
+    events.start()
+    committer = BatchCommitter(transport, RedisRetrier(transport, metrics), events)
+    events.emit({"kind": "partial", "data": 0})
+    await transport.appending.wait()  # the publisher writes event 1 itself, slowly
+    await committer.commit(Outcome(publish=[("carrier", b"a")]))  # carries nothing
+    events.emit({"kind": "partial", "data": 1})
+    first_written = asyncio.create_task(events.written(1))
+    await committer.commit(Outcome(publish=[("carrier", b"b")]))  # may not carry event 2 yet
+    assert not first_written.done()
+    transport.release.set()
+    await first_written
+    await events.written(2)
+    await events.close()
+    assert await written(redis_client, transport, 2) == [0, 1]

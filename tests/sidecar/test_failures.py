@@ -138,6 +138,17 @@ async def test_an_answer_after_the_timeout_is_a_timeout(plane: DataPlane, handle
     assert [e["kind"] for e in await plane.terminal_events("stubborn")] == ["failed"]
 
 
+async def test_a_handler_cancelled_under_it_fails_as_a_cancelled_call(plane: DataPlane) -> None:
+    await plane.start_actor("cancelled", "examples.failures:raises_cancelled")
+    await plane.publish(["cancelled"], {"value": 1}, job_id="cancelled")
+    error = error_of(await plane.wait_terminal("cancelled"))
+    assert (error["code"], error["message"], error["attempt"]) == (
+        "timeout",
+        "the call was cancelled",
+        1,
+    )
+
+
 async def test_route_mismatch_is_never_processed(plane: DataPlane) -> None:
     await plane.start_actor("doubler", "examples.pipeline:double")
     envelope = Envelope(route=Route(actors=["other"]), payload={"value": 1}, job_id="mm")

@@ -109,27 +109,45 @@ def _encode(envelope: WireEnvelope) -> bytes:
 
 
 # Where msgspec and Pydantic part ways, Pydantic decides: nesting deeper than Pydantic's limit
-# (about 200: msgspec goes deeper; a bracket count bounds the depth), datetimes with more than
-# six fractional digits (msgspec rounds them, Pydantic truncates) and text that is not UTF-8.
-_MAX_BRACKETS = 200
-_BEYOND_MICROSECONDS = re.compile(rb"T\d\d:\d\d:\d\d[.,]\d{7}")
+# (about 200 levels; msgspec goes deeper), datetimes with more than six fractional digits
+# (msgspec rounds them, Pydantic truncates) and text that is not UTF-8. The bracket count is a
+# cheap bound of the depth; only above it is the decoded value's depth measured.
+_MAX_DEPTH = 150
+_BEYOND_MICROSECONDS = re.compile(rb"[Tt ]\d\d:\d\d:\d\d[.,]\d{7}")
 
 
-def _msgspec_decides(data: bytes | str) -> bool:
-    raw = data.encode() if isinstance(data, str) else data
-    return (
-        raw.count(b"[") + raw.count(b"{") <= _MAX_BRACKETS
-        and _BEYOND_MICROSECONDS.search(raw) is None
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
+
+
+def _shallow_enough(raw: bytes, envelope: WireEnvelope) -> bool:
+    if raw.count(b"[") + raw.count(b"{") <= _MAX_DEPTH:
+        return True
+    return not any(
+        _nested_deeper_than(part, _MAX_DEPTH - 2) for part in (envelope.payload, envelope.error)
     )
 
 
 def decode_envelope(data: bytes | str) -> WireEnvelope:
     """Parse and validate an envelope; raises ``pydantic.ValidationError`` (or ``ValueError``)
     for what :class:`Envelope` refuses, with its message."""
-    if _msgspec_decides(data):
+    raw = data if isinstance(data, bytes) else data.encode(errors="surrogatepass")
+    if _BEYOND_MICROSECONDS.search(raw) is None:
         try:
-            return _decoder.decode(data)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            pass
-    envelope = Envelope.from_json_bytes(data)  # Pydantic judges: its error, or its value
-    return _decoder.decode(envelope.to_json_bytes())
+            envelope = _decoder.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            pass  # RecursionError: nested beyond what msgspec decodes
+        else:
+            if _shallow_enough(raw, envelope):
+                return envelope
+    decoded = Envelope.from_json_bytes(data)  # Pydantic judges: its error, or its value
+    return _decoder.decode(decoded.to_json_bytes())

@@ -22,7 +22,13 @@ from typing import Any
 
 from ai.backend.common.framing import DEFAULT_MAX_FRAME, HEADER_SIZE, decode_body, encode_frame
 from ai.backend.common.log import BraceStyleAdapter
-from ai.backend.runtime.calls import CallRunner, hello_frame, new_threads, outgoing_frame
+from ai.backend.runtime.calls import (
+    CallRunner,
+    cancelled_result,
+    hello_frame,
+    new_threads,
+    outgoing_frame,
+)
 from ai.backend.runtime.loader import LoadedHandler
 from ai.backend.runtime.workers import HandlerThreads
 
@@ -141,20 +147,25 @@ class InProcessRuntime:
         deadline = loop.time() + timeout
         task = asyncio.current_task()
         assert task is not None
+        base = task.cancelling()
         timer = loop.call_at(deadline, call.expire, task)  # cheaper than asyncio.timeout()
         try:
             answer = await self._runner.run(call_id, received, call.emit, call.emit_threadsafe)
         except asyncio.CancelledError:
-            if not call.expired:
-                raise
-            task.uncancel()  # our own cancellation: the call timed out
-            raise TimeoutError() from None
+            if call.expired and task.uncancel() <= base:
+                raise TimeoutError() from None  # our own cancellation: the call timed out
+            if task.cancelling() > base:
+                raise  # the sidecar's (shutdown): not the call's to answer
+            # the handler's own CancelledError: answered as the runtime answers a cancelled call
+            answer = cancelled_result(call_id)
         finally:
             call.finished = True
             timer.cancel()
+        if call.expired:  # the handler caught its cancellation and answered all the same
+            task.uncancel()
+            raise TimeoutError()
         if loop.time() >= deadline:
-            # too late, as over the socket: a handler that blocked the loop past its deadline,
-            # or that caught its cancellation and returned all the same
+            # too late, as over the socket: a handler that blocked the loop past its deadline
             raise TimeoutError()
         if call.failure is not None:
             return call.failure

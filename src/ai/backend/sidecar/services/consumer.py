@@ -108,7 +108,10 @@ class BatchCommitter:
         if self._events is None:
             await self._transport.commit(merged)
             return [None] * len(outcomes)
-        carried = self._events.take()
+        carried = self._events.take()  # none while another batch is on its way
+        if not carried:
+            await self._transport.commit(merged)
+            return [None] * len(outcomes)
         merged.events += carried
         try:
             refused = await self._transport.commit(merged)

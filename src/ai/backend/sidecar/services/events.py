@@ -152,8 +152,9 @@ class EventPublisher:
         return self._take_batch()
 
     def taken(self, batch: list[bytes], *, written: bool, refused: int = 0) -> None:
-        """A batch from :meth:`take` was written (``refused`` of its events dropped by the events
-        stream), or, not written, goes back in front."""
+        """A (non-empty) batch from :meth:`take` was written (``refused`` of its events dropped
+        by the events stream), or, not written, goes back in front."""
+        assert batch, "only a batch take() handed out is given back"
         self._in_flight = False
         if refused:
             self._count_dropped(refused, "the events stream refused them")
