@@ -14,7 +14,8 @@ from ai.backend.common.aio import Stopped, new_runner, tune_gc, unless_stopped
 from ai.backend.common.dto.actor_spec import ActorSpec, ExecutionMode, RetryPolicy
 from ai.backend.common.dto.base import RESERVED_ACTOR_NAMES
 from ai.backend.common.log import BraceStyleAdapter
-from ai.backend.common.transport.redis_streams import RedisStreamsTransport, redis_client
+from ai.backend.common.transport.redis_connection import redis_client
+from ai.backend.common.transport.redis_streams import RedisStreamsTransport
 from ai.backend.runtime.loader import LoadedHandler, load_handler
 
 from .clients.inprocess import InProcessRuntime

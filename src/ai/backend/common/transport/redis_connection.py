@@ -1,4 +1,4 @@
-"""A redis-py asyncio connection that packs commands with hiredis's C packer.
+"""The data plane's Redis client, whose connections pack commands with hiredis's C packer.
 
 redis-py's asyncio connection packs every command in Python (~0.5 µs per argument); a commit or
 a branch end passes dozens of arguments, so on the data plane's hot path packing costs more than
@@ -9,9 +9,11 @@ redis-py takes from ``repr``; memoryviews, booleans) go through redis-py's own p
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import hiredis
+from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 
 
@@ -34,3 +36,24 @@ class HiredisPackedConnection(Connection):
         if self.encoder.encoding == "utf-8" and _packable(args):
             return [hiredis.pack_command(args)]
         return super().pack_command(*args)
+
+
+def redis_client(url: str) -> Redis:
+    """A client for the data plane: bytes in and out, and TCP keepalive with a health check so
+    that a connection whose peer vanished (no FIN) is noticed within half a minute; commands
+    are packed by hiredis on TCP connections."""
+    fast: dict[str, Any] = {}
+    if url.startswith("redis://"):
+        fast["connection_class"] = HiredisPackedConnection
+    return Redis.from_url(
+        url,
+        **fast,
+        decode_responses=False,
+        socket_keepalive=True,
+        socket_keepalive_options={
+            socket.TCP_KEEPIDLE: 10,
+            socket.TCP_KEEPINTVL: 5,
+            socket.TCP_KEEPCNT: 3,
+        },
+        health_check_interval=15,
+    )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -36,7 +35,6 @@ from .base import (
     Outcome,
     QueueDepth,
 )
-from .redis_connection import HiredisPackedConnection
 from .redis_job_scripts import END_BRANCHES, END_JOB
 from .redis_keys import (
     CANCEL_TTL_SECONDS,
@@ -130,27 +128,6 @@ def now_iso() -> str:
     if _second_text[0] != second:
         _second_text = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
     return f"{_second_text[1]}.{int((now - second) * 1000):03d}Z"
-
-
-def redis_client(url: str) -> Redis:
-    """A client for the data plane: bytes in and out, and TCP keepalive with a health check so
-    that a connection whose peer vanished (no FIN) is noticed within half a minute; commands
-    are packed by hiredis on TCP connections."""
-    fast: dict[str, Any] = {}
-    if url.startswith("redis://"):
-        fast["connection_class"] = HiredisPackedConnection
-    return Redis.from_url(
-        url,
-        **fast,
-        decode_responses=False,
-        socket_keepalive=True,
-        socket_keepalive_options={
-            socket.TCP_KEEPIDLE: 10,
-            socket.TCP_KEEPINTVL: 5,
-            socket.TCP_KEEPCNT: 3,
-        },
-        health_check_interval=15,
-    )
 
 
 def parse_cancel_notice(data: bytes | str) -> tuple[str, float]:
