@@ -35,6 +35,7 @@ from .base import (
     Outcome,
     QueueDepth,
 )
+from .redis_connection import redis_client
 from .redis_job_scripts import END_BRANCHES, END_JOB
 from .redis_keys import (
     CANCEL_TTL_SECONDS,
@@ -163,9 +164,8 @@ class RedisStreamsTransport(MessageTransport):
     def from_url(
         cls, url: str, *, prefix: str = DEFAULT_PREFIX, job_end_ttl: float = JOB_END_TTL_SECONDS
     ) -> RedisStreamsTransport:
-        return cls(
-            Redis.from_url(url, decode_responses=False), prefix=prefix, job_end_ttl=job_end_ttl
-        )
+        """A transport on the data plane's client (:func:`.redis_connection.redis_client`)."""
+        return cls(redis_client(url), prefix=prefix, job_end_ttl=job_end_ttl)
 
     @property
     def redis(self) -> Redis:

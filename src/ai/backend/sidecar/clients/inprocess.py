@@ -37,6 +37,12 @@ from .runtime import FrameListener, RuntimeHello
 log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 
 
+def _as_received(frame: dict[str, Any], max_frame: int) -> dict[str, Any]:
+    """``frame`` as the sidecar would read it from a runtime: through the runtime's encoder
+    (which turns a frame it cannot send into its call's error result), then decoded."""
+    return decode_body(outgoing_frame(frame, max_frame)[HEADER_SIZE:])
+
+
 class _FrameRefused(Exception):
     """A frame of the call could not be encoded: the call fails (its handler is stopped)."""
 
@@ -60,7 +66,7 @@ class _InProcessCall:
             task.cancel()
 
     def _decoded(self, frame: dict[str, Any]) -> dict[str, Any]:
-        message = decode_body(outgoing_frame(frame, self.runtime.max_frame)[HEADER_SIZE:])
+        message = _as_received(frame, self.runtime.max_frame)
         if message.get("type") == "result":  # the runtime's encoder refused the frame
             if self.failure is None:
                 self.failure = message
@@ -169,7 +175,7 @@ class InProcessRuntime:
             raise TimeoutError()
         if call.failure is not None:
             return call.failure
-        return decode_body(outgoing_frame(answer, self.max_frame)[HEADER_SIZE:])
+        return _as_received(answer, self.max_frame)
 
     async def close(self) -> None:
         if self._threads is not None:

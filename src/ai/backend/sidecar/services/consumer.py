@@ -92,24 +92,22 @@ class BatchCommitter:
         )
 
     async def commit(self, outcome: Outcome) -> None:
-        if self._events is None:
-            await self._retrier.call("commit", lambda: self._batcher.submit(outcome))
-            return
-        self._events.carrier_coming()
+        events = self._events
+        if events is not None:
+            events.carrier_coming()
         try:
             await self._retrier.call("commit", lambda: self._batcher.submit(outcome))
         finally:
-            self._events.carrier_done()
+            if events is not None:
+                events.carrier_done()
 
     async def _commit_all(self, outcomes: list[Outcome]) -> list[None]:
         merged = Outcome()
         for outcome in outcomes:
             merged.merge(outcome)
-        if self._events is None:
-            await self._transport.commit(merged)
-            return [None] * len(outcomes)
-        carried = self._events.take()  # none while another batch is on its way
-        if not carried:
+        # none while another batch of events is on its way
+        carried = self._events.take() if self._events is not None else []
+        if self._events is None or not carried:
             await self._transport.commit(merged)
             return [None] * len(outcomes)
         merged.events += carried
