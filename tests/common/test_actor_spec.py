@@ -60,7 +60,7 @@ def test_defaults_for_a_minimal_spec() -> None:
     assert spec.concurrency == 1
     assert spec.timeout == timedelta(seconds=60)
     assert spec.retry.max_attempts == 1
-    assert (spec.scaling.min_replicas, spec.scaling.max_replicas) == (0, 1)
+    assert (spec.scaling.min_replicas, spec.scaling.max_replicas) == (1, 1)
     assert not spec.wants_gpu
 
 

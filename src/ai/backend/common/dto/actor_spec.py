@@ -92,15 +92,25 @@ class ScaleDownPolicy(StrictModel):
 
 
 class ScalingPolicy(StrictModel):
-    """Queue-depth autoscaling (DESIGN.md §8)."""
+    """Queue-depth autoscaling (DESIGN.md §8). Defaults (DESIGN.md §6a): ``min_replicas: 1``,
+    ``max_replicas: max(1, min_replicas)``; opt into scale-to-zero with ``min_replicas: 0``."""
 
-    min_replicas: int = Field(default=0, ge=0)
-    max_replicas: int = Field(default=1, ge=0)
+    min_replicas: int = Field(default=1, ge=0, le=1000)
+    max_replicas: int = Field(default=1, ge=0, le=1000)
     queue_length: int = Field(default=5, ge=1)
     polling_interval: Duration = timedelta(seconds=5)
     cooldown: Duration = timedelta(seconds=60)
     scale_up: ScaleUpPolicy = Field(default_factory=ScaleUpPolicy)
     scale_down: ScaleDownPolicy = Field(default_factory=ScaleDownPolicy)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _max_follows_min(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "max_replicas" not in data:
+            minimum = data.get("min_replicas", 1)
+            if isinstance(minimum, int) and not isinstance(minimum, bool):
+                return {**data, "max_replicas": max(1, minimum)}
+        return data
 
     @model_validator(mode="after")
     def _bounds_in_order(self) -> ScalingPolicy:

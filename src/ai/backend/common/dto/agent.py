@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, Field
 from ..types.slots import ResourceSlot
 from ..types.units import BinarySize
 from .actor_spec import ActorSpec
-from .base import StrictModel, UserActorName
+from .base import SYSTEM_CONTEXT, StrictModel, UserActorName  # noqa: F401  (re-exported)
 
 
 class AgentStatus(StrEnum):
@@ -28,6 +28,16 @@ class ReplicaStatus(StrEnum):
     TERMINATING = "terminating"
     TERMINATED = "terminated"
     FAILED = "failed"
+    LOST = "lost"  # its agent stopped answering; a new replica replaces it elsewhere
+
+
+ACTIVE_REPLICA_STATUSES = frozenset(
+    {ReplicaStatus.SCHEDULED, ReplicaStatus.STARTING, ReplicaStatus.RUNNING}
+)
+"""Placed and wanted: the agent is told to run these."""
+
+ALLOCATED_REPLICA_STATUSES = ACTIVE_REPLICA_STATUSES | {ReplicaStatus.TERMINATING}
+"""Holding slots on their agent: used slots are the sum of these replicas' allocations."""
 
 
 class DeviceInfo(StrictModel):
@@ -64,6 +74,7 @@ class ReplicaReport(StrictModel):
     generation: int = Field(ge=0)
     status: ReplicaStatus
     status_info: str | None = None
+    restarts: int = Field(default=0, ge=0)
     runtime: RuntimeHello | None = None
 
 
@@ -90,6 +101,18 @@ class DesiredReplica(StrictModel):
     slots: ResourceSlot
     device_ids: list[str] = Field(default_factory=list)
 
+    def gpu_environment(self) -> dict[str, str]:
+        """``CUDA_VISIBLE_DEVICES`` (the agent's device ids, empty for CPU-only replicas) and,
+        for a fraction of a GPU, ``BACKEND_GPU_SHARE`` (DESIGN.md §6a)."""
+        env = {"CUDA_VISIBLE_DEVICES": ",".join(self.device_ids)}
+        share = self.slots.amount("cuda.shares")
+        if share:
+            env["BACKEND_GPU_SHARE"] = format(share.normalize(), "f")
+        return env
+
 
 class HeartbeatReply(StrictModel):
+    """The manager's answer: every replica the agent should run now. Parse it with
+    ``model_validate(data, context=SYSTEM_CONTEXT)``: the crew's replicas are among them."""
+
     desired: list[DesiredReplica] = Field(default_factory=list)

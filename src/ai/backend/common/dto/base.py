@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
 
 HAPPY_END = "happy-end"
 ERROR_END = "error-end"
@@ -33,9 +33,15 @@ def check_actor_name(value: str) -> str:
     return value
 
 
-def _check_user_actor_name(value: str) -> str:
+SYSTEM_CONTEXT = {"system": True}
+"""Validation context under which the crew's names are accepted where a user's actor name is
+expected: the manager's own system actors and the desired replicas it sends to agents."""
+
+
+def _check_user_actor_name(value: str, info: ValidationInfo) -> str:
     check_actor_name(value)
-    if value in RESERVED_ACTOR_NAMES:
+    context = info.context if isinstance(info.context, dict) else {}
+    if value in RESERVED_ACTOR_NAMES and not context.get("system"):
         raise ValueError(f"actor name {value!r} is reserved for the platform's crew actors")
     return value
 

@@ -21,6 +21,14 @@ class ActorRow(Base):
     spec: Mapped[dict[str, Any]]
     status: Mapped[ActorStatus] = mapped_column(enum_column_type(ActorStatus, "actor_status"))
     generation: Mapped[int] = mapped_column(sa.Integer, server_default=sa.text("1"))
+    is_system: Mapped[bool] = mapped_column(server_default=sa.false())
+    # replicas wanted now: the autoscaler's decision, or the count pinned by ``scale``
+    desired_replicas: Mapped[int] = mapped_column(sa.Integer, server_default=sa.text("0"))
+    pinned_replicas: Mapped[int | None] = mapped_column(sa.Integer)
+    # the autoscaler's memory: when it last scaled each way, since when the queue is empty
+    scaled_up_at: Mapped[datetime | None]
+    scaled_down_at: Mapped[datetime | None]
+    idle_since: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=now_default())
     updated_at: Mapped[datetime] = mapped_column(server_default=now_default())
 
@@ -43,6 +51,7 @@ class ReplicaRow(Base):
         postgresql.JSONB, server_default=sa.text("'[]'::jsonb")
     )
     generation: Mapped[int] = mapped_column(sa.Integer)
+    restarts: Mapped[int] = mapped_column(sa.Integer, server_default=sa.text("0"))
     status_info: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(server_default=now_default())
     updated_at: Mapped[datetime] = mapped_column(server_default=now_default())
@@ -52,10 +61,15 @@ class SchedulerEventRow(Base):
     """Why something is pending, or what the autoscaler decided, readable by users."""
 
     __tablename__ = "scheduler_events"
-    __table_args__ = (sa.Index("ix_scheduler_events_actor_name_at", "actor_name", "at"),)
+    __table_args__ = (
+        sa.Index("ix_scheduler_events_actor_name_at", "actor_name", "at"),
+        sa.Index("ix_scheduler_events_kind_at", "kind", "at"),
+    )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
     actor_name: Mapped[str] = mapped_column(sa.String(64))
     kind: Mapped[str] = mapped_column(sa.String(32))
+    agent_id: Mapped[str | None] = mapped_column(sa.String(64))
+    replica_id: Mapped[str | None] = mapped_column(sa.String(64))
     message: Mapped[str] = mapped_column(sa.Text)
     at: Mapped[datetime] = mapped_column(server_default=now_default())
