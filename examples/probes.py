@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -32,3 +33,12 @@ def mutate_then_finish(payload: dict[str, Any]) -> None:
     arrived (the handler works on its own copy, in either execution mode)."""
     payload["changed by the handler"] = True
     return None
+
+
+def environment(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload with the GPU environment its replica got from the agent merged in."""
+    return {
+        **payload,
+        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "BACKEND_GPU_SHARE": os.environ.get("BACKEND_GPU_SHARE"),
+    }

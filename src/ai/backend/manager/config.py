@@ -26,6 +26,17 @@ class SchedulerConfig(ConfigSection):
         default=timedelta(seconds=30), description="heartbeat silence after which an agent is lost"
     )
     interval: Duration = Field(default=timedelta(seconds=1), description="scheduling pass period")
+    start_failure_backoff: Duration = Field(
+        default=timedelta(seconds=60),
+        description="how long an agent that failed to start a replica is passed over for its actor",
+    )
+    unschedulable_event_interval: Duration = Field(
+        default=timedelta(seconds=30),
+        description="quiet time before the same 'cannot place' event of an actor is written again",
+    )
+    max_replicas_per_pass: int = Field(
+        default=2000, ge=1, description="pending replicas one scheduling transaction considers"
+    )
 
 
 class ManagerConfig(ServiceConfig):

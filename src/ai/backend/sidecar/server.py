@@ -16,6 +16,7 @@ from ai.backend.common.dto.base import RESERVED_ACTOR_NAMES
 from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.redis_connection import redis_client
 from ai.backend.common.transport.redis_streams import RedisStreamsTransport
+from ai.backend.runtime.calls import hello_frame
 from ai.backend.runtime.loader import LoadedHandler, load_handler
 
 from .clients.inprocess import InProcessRuntime
@@ -28,6 +29,7 @@ from .services.crew import CrewMember
 from .services.events import EventPublisher
 from .services.processor import ActorProcessor
 from .services.retrying import RedisRetrier
+from .services.status_file import StatusFile
 
 log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 
@@ -41,6 +43,7 @@ class SidecarOptions:
     consumer: str | None = None
     concurrency: int | None = None  # default: the spec's, else the runtime's hello
     handler: LoadedHandler | None = None  # execution: inprocess, loaded already (else here)
+    status_file: Path | None = None  # written once serving (for the agent)
 
 
 def is_inprocess(config: SidecarConfig) -> bool:
@@ -48,21 +51,30 @@ def is_inprocess(config: SidecarConfig) -> bool:
 
 
 def actor_runtime(
-    config: SidecarConfig, options: SidecarOptions, metrics: SidecarMetrics
+    config: SidecarConfig,
+    options: SidecarOptions,
+    metrics: SidecarMetrics,
+    status: StatusFile | None = None,
 ) -> ActorRuntime:
     """The actor's handler: inside this process (``execution: inprocess``; raises
     ``HandlerLoadError`` when it cannot be loaded), else its runtime at ``--socket``."""
     spec = config.actor
     if spec is not None and spec.execution is ExecutionMode.INPROCESS:
-        return InProcessRuntime(
+        inprocess = InProcessRuntime(
             options.handler or load_handler(spec.handler, spec.pythonpath),
             concurrency=options.concurrency or spec.concurrency,
             max_frame=config.sidecar.max_frame,
         )
+        if status is not None:
+            status.hello(hello_frame(inprocess.handler, inprocess.concurrency))
+        return inprocess
     if options.socket_path is None:
         raise ValueError(f"actor {options.actor} needs --socket (its runtime)")
     return RuntimeClient(
-        options.socket_path, max_frame=config.sidecar.max_frame, on_error=metrics.count_error
+        options.socket_path,
+        max_frame=config.sidecar.max_frame,
+        on_error=metrics.count_error,
+        on_hello=status.hello if status is not None else None,
     )
 
 
@@ -84,14 +96,18 @@ async def run_sidecar(config: SidecarConfig, options: SidecarOptions, stop: asyn
     await cancelled.start()
     retrier = RedisRetrier(transport, metrics)
     runtime: ActorRuntime | None = None
+    is_crew = options.actor in RESERVED_ACTOR_NAMES
+    status = None
+    if options.status_file is not None:
+        status = StatusFile(options.status_file, needs_hello=not is_crew)
     try:
         handler: EnvelopeHandler
-        if options.actor in RESERVED_ACTOR_NAMES:
+        if is_crew:
             handler = CrewMember(options.actor, transport, retrier)
             concurrency = options.concurrency or CREW_CONCURRENCY
             max_deliveries = RetryPolicy().max_deliveries
         else:
-            runtime = actor_runtime(config, options, metrics)
+            runtime = actor_runtime(config, options, metrics, status)
             runtime.start()
             try:
                 hello = await unless_stopped(runtime.wait_connected(), stop)
@@ -130,6 +146,7 @@ async def run_sidecar(config: SidecarConfig, options: SidecarOptions, stop: asyn
             gate=runtime,
             retrier=retrier,
             events=events if runtime is not None else None,
+            on_registered=status.registered if status is not None else None,
         )
         await loop.run(stop)
     finally:

@@ -54,12 +54,19 @@ class ProcessGroup:
     env: Mapping[str, str] = field(default_factory=dict)
     children: list[Child] = field(default_factory=list)
 
-    def start(self, name: str, args: Sequence[str], module: str = CLI_MODULE) -> Child:
+    def start(
+        self,
+        name: str,
+        args: Sequence[str],
+        module: str = CLI_MODULE,
+        env: Mapping[str, str] | None = None,
+    ) -> Child:
+        """Start ``python -m module args…``; ``env`` adds to the group's environment."""
         log_path = self.log_dir / f"{name}-{len(self.children)}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", module, *args],
-                env=child_environment(self.env),
+                env=child_environment({**self.env, **(env or {})}),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=os.getcwd(),

@@ -80,3 +80,11 @@ class ManagerClientConfig(ConfigSection):
     """Where another service finds the manager's REST API."""
 
     api: str = Field(default="http://127.0.0.1:8081", description="base URL of the manager API")
+    access_key: str | None = Field(
+        default=None, description="access key of the keypair this service signs requests with"
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="secret key of that keypair",
+        json_schema_extra={"secret": True},
+    )

@@ -7,7 +7,9 @@ import click
 from ai.backend.common.cli.config_command import make_config_group
 
 from ..config import load_manager_config
+from .keypair import keypair
 from .schema import schema
+from .server import start_server
 
 
 @click.group(name="mgr")
@@ -17,3 +19,5 @@ def main() -> None:
 
 main.add_command(make_config_group("manager", load_manager_config))
 main.add_command(schema)
+main.add_command(keypair)
+main.add_command(start_server)

@@ -22,7 +22,7 @@ def _database_url(config_path: Path | None) -> str:
     return load_or_exit(load_manager_config, config_path).config.db.url
 
 
-def _run_against_database(url: str, action: str, work: Coroutine[Any, Any, T]) -> T:
+def run_against_database(url: str, action: str, work: Coroutine[Any, Any, T]) -> T:
     """Run ``work``; a database that cannot be reached or migrated becomes a CLI error naming
     the (password-masked) URL."""
     import asyncpg
@@ -48,7 +48,7 @@ def oneshot(config_path: Path | None) -> None:
     from ..models.schema import oneshot as run_oneshot
 
     url = _database_url(config_path)
-    report = _run_against_database(url, "migrate", run_oneshot(url))
+    report = run_against_database(url, "migrate", run_oneshot(url))
     created = "created" if report.created_database else "exists"
     click.echo(f"database {report.database}: {created}")
     if report.from_revision == report.to_revision:
@@ -65,7 +65,7 @@ def status(config_path: Path | None, check: bool) -> None:
     from ..models.schema import status as read_status
 
     url = _database_url(config_path)
-    state = _run_against_database(url, "reach", read_status(url))
+    state = run_against_database(url, "reach", read_status(url))
     click.echo(f"database: {state.database} ({'exists' if state.database_exists else 'missing'})")
     click.echo(f"current revision: {state.current_revision or '(none)'}")
     click.echo(f"head revision: {state.head_revision}")

@@ -40,6 +40,12 @@ main.add_command(make_config_group("sidecar", load_sidecar_config))
     default=None,
     help="the actor's spec (YAML, as for actor apply); replaces the config's [actor]",
 )
+@click.option(
+    "--status-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="written (JSON: pid, state, the runtime's hello) once serving; for the agent",
+)
 @config_path_option
 def run(
     actor: str,
@@ -47,6 +53,7 @@ def run(
     consumer: str | None,
     concurrency: int | None,
     spec_path: Path | None,
+    status_file: Path | None,
     config_path: Path | None,
 ) -> None:
     """Consume ACTOR's stream and route its envelopes until SIGTERM.
@@ -90,7 +97,7 @@ def run(
         except HandlerLoadError as e:
             click.echo(f"sidecar: {e}", err=True)
             sys.exit(EXIT_BAD_HANDLER)
-    run(config, SidecarOptions(actor, socket_path, consumer, concurrency, handler))
+    run(config, SidecarOptions(actor, socket_path, consumer, concurrency, handler, status_file))
 
 
 def load_spec_or_exit(path: Path) -> ActorSpec:

@@ -144,10 +144,12 @@ class RuntimeClient:
         *,
         max_frame: int = DEFAULT_MAX_FRAME,
         on_error: Callable[[str], None] | None = None,
+        on_hello: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.socket_path = socket_path
         self.max_frame = max_frame
         self._on_error = on_error  # counts an unexpected failure of the connection task
+        self._on_hello = on_hello  # gets every valid hello frame (one per connection)
         self.hello: RuntimeHello | None = None
         self._writer: CoalescingWriter | None = None
         self._connected = asyncio.Event()
@@ -257,12 +259,15 @@ class RuntimeClient:
             if body is None:
                 return False
             try:
-                self.hello = RuntimeHello.from_frame(decode_body(body))
+                hello_frame = decode_body(body)
+                self.hello = RuntimeHello.from_frame(hello_frame)
             except (InvalidHello, InvalidFrame) as e:
                 log.error("the runtime's hello is not valid ({}); connecting again", e)
                 return False
             self._writer = CoalescingWriter(writer)
             self._connected.set()
+            if self._on_hello is not None:
+                self._on_hello(hello_frame)
             log.info(
                 "connected to runtime {} (pid {}, {})",
                 self.hello.handler,

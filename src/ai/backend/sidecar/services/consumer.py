@@ -20,7 +20,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -138,8 +138,10 @@ class ConsumerLoop:
         gate: WorkGate | None = None,
         retrier: RedisRetrier | None = None,
         events: EventPublisher | None = None,
+        on_registered: Callable[[], None] | None = None,
     ) -> None:
         self.transport = transport
+        self._on_registered = on_registered
         self.settings = settings
         self.handler = handler
         self.metrics = metrics
@@ -167,6 +169,8 @@ class ConsumerLoop:
             )
         except Stopped:
             return
+        if self._on_registered is not None:
+            self._on_registered()
         drained = asyncio.Event()  # maintenance (keeping in-flight entries) lasts until then
         maintenance = asyncio.create_task(self._maintain(drained), name="consumer-maintenance")
         try:

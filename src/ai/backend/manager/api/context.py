@@ -1,0 +1,58 @@
+"""What handlers reach through ``request.app``: the services, set up by ``server.py``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from ai.backend.common.dto.manager_api import KeypairInfo
+
+from ..services.actors import ActorService
+from ..services.agents import AgentService
+from ..services.auth import AuthService
+from ..services.keypairs import KeypairService
+from ..services.models import ModelService
+
+
+class LeaderView(Protocol):
+    @property
+    def is_leader(self) -> bool: ...
+
+
+class Waker(Protocol):
+    def wake(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ManagerContext:
+    auth: AuthService
+    actors: ActorService
+    agents: AgentService
+    keypairs: KeypairService
+    models: ModelService
+    leader: LeaderView
+    control: Waker
+    registry: CollectorRegistry
+    version: str
+
+
+CONTEXT_KEY = web.AppKey("manager_context", ManagerContext)
+KEYPAIR_KEY = "keypair"
+
+
+def context(request: web.Request) -> ManagerContext:
+    return request.app[CONTEXT_KEY]
+
+
+def caller(request: web.Request) -> KeypairInfo:
+    keypair: KeypairInfo = request[KEYPAIR_KEY]
+    return keypair
+
+
+def json_response(body: Any, *, status: int = 200) -> web.Response:
+    from ai.backend.common.json import dumps
+
+    return web.Response(body=dumps(body), status=status, content_type="application/json")

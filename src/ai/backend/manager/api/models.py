@@ -1,0 +1,27 @@
+"""``/v1/models``: the KServe model registry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..services.auth import require_user
+from .context import caller, context, json_response
+
+
+async def list_models(request: web.Request) -> web.Response:
+    require_user(caller(request))
+    items = await context(request).models.list_all()
+    return json_response({"items": [m.model_dump(mode="json") for m in items], "next_cursor": None})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    require_user(caller(request))
+    versions = await context(request).models.versions(request.match_info["name"])
+    return json_response(
+        {"name": versions[0].name, "versions": [m.model_dump(mode="json") for m in versions]}
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{name}", get_model)

@@ -1,0 +1,85 @@
+"""Queue depth of actors' streams for the autoscaler (DESIGN.md §4.2, §8).
+
+The depth of an actor is what its replicas still have to do: the entries of its stream not yet
+delivered to its consumer group (the group's ``lag``) plus those delivered but not acknowledged
+(``pending``). Redis reports no ``lag`` before 7.0, or when entries in the undelivered range were
+deleted; then the entries after the group's ``last-delivered-id`` are counted instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from ai.backend.common.log import BraceStyleAdapter
+from ai.backend.common.transport.redis_keys import RedisKeys
+
+log = BraceStyleAdapter(logging.getLogger(__spec__.name))
+
+# the most undelivered entries the lag-less fallback counts: far above any useful depth
+# (max_replicas × queue_length), and a bound on the work of one XRANGE
+MAX_COUNTED_ENTRIES = 100_000
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _is_missing_stream(error: BaseException) -> bool:
+    return isinstance(error, ResponseError) and "no such key" in str(error).lower()
+
+
+async def count_undelivered(
+    redis: Redis, stream: str, last_delivered_id: str, *, limit: int = MAX_COUNTED_ENTRIES
+) -> int:
+    """Entries of ``stream`` after ``last_delivered_id`` (at most ``limit``): the lag of a group
+    when Redis does not report it."""
+    entries: Any = await redis.xrange(stream, min=f"({last_delivered_id}", max="+", count=limit)
+    return len(entries)
+
+
+def _group_named(groups: Sequence[Mapping[str, Any]], name: str) -> Mapping[str, Any] | None:
+    for group in groups:
+        if _text(group.get("name")) == name:
+            return group
+    return None
+
+
+async def queue_depths(redis: Redis, prefix: str, actor_names: Sequence[str]) -> dict[str, int]:
+    """``{actor: lag + pending}`` for each actor, in one pipelined round trip (plus one XRANGE
+    per lag-less group). A missing stream counts 0. A stream without the actor's group counts
+    every entry: groups are created at id 0 (``MessageTransport.ensure_queue``), so the first
+    replica will receive them all; an actor at zero replicas that never had one is activated."""
+    keys = RedisKeys(prefix)
+    names = list(dict.fromkeys(actor_names))
+    if not names:
+        return {}
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.xinfo_groups(keys.actor_stream(name))
+            pipe.xlen(keys.actor_stream(name))
+        replies = await pipe.execute(raise_on_error=False)
+    depths: dict[str, int] = {}
+    for index, name in enumerate(names):
+        groups_reply, length_reply = replies[2 * index], replies[2 * index + 1]
+        if isinstance(groups_reply, BaseException):
+            if _is_missing_stream(groups_reply):
+                depths[name] = 0
+                continue
+            raise groups_reply
+        group = _group_named(groups_reply, name)
+        if group is None:
+            depths[name] = int(length_reply)
+            continue
+        pending = int(group.get("pending") or 0)
+        lag = group.get("lag")
+        if lag is None:
+            last_id = _text(group.get("last-delivered-id") or "0-0")
+            lag = await count_undelivered(redis, keys.actor_stream(name), last_id)
+            log.debug("actor {}: no lag reported, counted {} undelivered entries", name, lag)
+        depths[name] = int(lag) + pending
+    return depths

@@ -1,0 +1,179 @@
+"""Assemble the manager: database and Redis clients → repositories → services → REST handlers,
+plus the scheduling leader's control loop (``./backend.ai mgr start-server``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from ai.backend.common import __version__
+from ai.backend.common.aio import cancel_and_wait, new_runner
+from ai.backend.common.db.engine import create_engine_from_config
+from ai.backend.common.log import BraceStyleAdapter
+from ai.backend.common.transport.redis_connection import redis_client
+
+from .api import actors as actors_api
+from .api import admin as admin_api
+from .api import agents as agents_api
+from .api import health as health_api
+from .api import models as models_api
+from .api.context import CONTEXT_KEY, ManagerContext
+from .api.middlewares import BODY_LIMIT_KEY, auth_middleware, error_middleware
+from .clients.agent_poke import AgentPoker
+from .clients.queue_depth import queue_depths
+from .config import ManagerConfig
+from .repositories.actors import ActorRepository
+from .repositories.agents import AgentRepository
+from .repositories.autoscaling import AutoscalingRepository
+from .repositories.keypairs import KeypairRepository
+from .repositories.models import ModelRepository
+from .repositories.replicas import ReplicaPlanRepository
+from .repositories.stats import StatsRepository
+from .services.actors import ActorService
+from .services.agents import AgentService
+from .services.auth import AuthService
+from .services.autoscaling.autoscaler import Autoscaler
+from .services.control_loop import ControlLoop, NamedStep
+from .services.keypairs import KeypairService
+from .services.metrics import ManagerMetrics
+from .services.models import ModelService
+from .services.scheduling.leader import LeaderElection
+from .services.scheduling.scheduler import Scheduler
+
+log = BraceStyleAdapter(logging.getLogger(__name__))
+
+MAX_BODY = 1024 * 1024
+
+
+async def _background(app: web.Application, config: ManagerConfig) -> AsyncIterator[None]:
+    """Everything with a lifetime: engine, Redis, leader election, control loop, metrics."""
+    engine = create_engine_from_config(config.db)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    redis = redis_client(config.redis.url)
+    prefix = config.redis.prefix
+
+    async def queue_depth(actor: str) -> int | None:
+        try:
+            return (await queue_depths(redis, prefix, [actor])).get(actor, 0)
+        except Exception:
+            log.warning("queue depth of {} unavailable (Redis)", actor)
+            return None
+
+    keypairs = KeypairRepository(sessions)
+    actor_repo = ActorRepository(sessions)
+    agent_repo = AgentRepository(sessions)
+    planner = ReplicaPlanRepository(sessions)
+    metrics = ManagerMetrics(StatsRepository(sessions))
+    leader = LeaderElection(config.db.url, retry_interval=config.scheduler.interval.total_seconds())
+    scheduler = Scheduler(sessions, config.scheduler)
+    autoscaler = Autoscaler(
+        repository=AutoscalingRepository(sessions), redis=redis, key_prefix=prefix
+    )
+    poker = AgentPoker()
+    timeout = config.scheduler.agent_timeout
+
+    async def sweep_lost(now: datetime) -> None:
+        for lost in await agent_repo.mark_lost(now=now, timeout=timeout):
+            log.warning("agent {} lost with {} replica(s)", lost.agent_id, len(lost.replica_ids))
+
+    async def plan(now: datetime) -> None:
+        for name in await planner.actor_names():
+            await planner.plan(name, now=now)
+
+    async def poke_agents(now: datetime) -> None:
+        await poker.poke(await agent_repo.addrs_with_news())
+
+    control = ControlLoop(
+        leader=leader,
+        interval=config.scheduler.interval.total_seconds(),
+        steps=[
+            NamedStep("lost-agents", sweep_lost),
+            NamedStep("autoscaler", autoscaler.run_once),
+            NamedStep("planner", plan),
+            NamedStep("scheduler", scheduler.run_once),
+            NamedStep("poke-agents", poke_agents),
+        ],
+    )
+    actor_service = ActorService(actor_repo, queue_depth)
+    app[CONTEXT_KEY] = ManagerContext(
+        auth=AuthService(keypairs),
+        actors=actor_service,
+        agents=AgentService(agent_repo),
+        keypairs=KeypairService(keypairs),
+        models=ModelService(ModelRepository(sessions)),
+        leader=leader,
+        control=control,
+        registry=metrics.registry,
+        version=__version__,
+    )
+    await actor_service.ensure_crew()
+    stop = asyncio.Event()
+    await leader.start()
+
+    async def refresh_metrics() -> None:
+        while not stop.is_set():
+            try:
+                await metrics.refresh(is_leader=leader.is_leader)
+            except Exception:
+                log.warning("metrics refresh failed", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    stop.wait(), timeout=config.scheduler.interval.total_seconds()
+                )
+
+    tasks = [
+        asyncio.create_task(control.run(stop), name="control-loop"),
+        asyncio.create_task(refresh_metrics(), name="metrics"),
+    ]
+    log.info("manager {} serving on {}:{}", __version__, config.api.host, config.api.port)
+    try:
+        yield
+    finally:
+        stop.set()
+        for task in tasks:
+            await cancel_and_wait(task)
+        await leader.stop()
+        await poker.close()
+        await redis.aclose()
+        await engine.dispose()
+
+
+def build_app(config: ManagerConfig) -> web.Application:
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY)
+    app[BODY_LIMIT_KEY] = MAX_BODY
+    for module in (health_api, admin_api, agents_api, actors_api, models_api):
+        module.add_routes(app)
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        async for _ in _background(app, config):
+            yield
+
+    app.cleanup_ctx.append(lifetime)
+    return app
+
+
+async def serve(config: ManagerConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(build_app(config), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.api.host, config.api.port)
+    await site.start()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run(config: ManagerConfig) -> None:
+    with new_runner() as runner:
+        runner.run(serve(config))
