@@ -38,6 +38,14 @@ def slow(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def stuck(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """Says it started (progress 0), then sleeps ``payload["seconds"]`` in its worker thread,
+    ignoring any timeout or cancel: a sync handler stuck in a call."""
+    ctx.progress(0, message="started")
+    time.sleep(float(payload["seconds"]))
+    return payload
+
+
 async def async_slow(payload: dict[str, Any]) -> dict[str, Any]:
     await asyncio.sleep(float(payload["seconds"]))
     return payload

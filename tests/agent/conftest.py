@@ -3,6 +3,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import examples.pipeline  # noqa: F401  (handlers the replicas load)
+import examples.probes  # noqa: F401
 import pytest
 from redis.asyncio import Redis
 
@@ -10,8 +12,6 @@ import ai.backend.agent.cli  # noqa: F401  (a test runs `backend.ai ag start-ser
 import ai.backend.cli.__main__  # noqa: F401  (the sidecars run `python -m ai.backend.cli`)
 import ai.backend.runtime.__main__  # noqa: F401  (and the runtimes `-m ai.backend.runtime`)
 import ai.backend.sidecar.cli  # noqa: F401
-import examples.pipeline  # noqa: F401  (handlers the replicas load)
-import examples.probes  # noqa: F401
 from ai.backend.agent.services.launch import LaunchSettings
 from ai.backend.agent.services.reconciler import Reconciler
 from ai.backend.common.transport.redis_keys import RedisKeys

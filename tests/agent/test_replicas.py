@@ -138,7 +138,9 @@ async def test_handler_that_cannot_load_fails_after_the_crash_limit(
     report = await wait_status(reconciler, "b1", "failed")
     assert report.restarts == 2  # crash_limit 3: two restarts, then it stays down
     assert report.status_info is not None
-    assert report.status_info.startswith("runtime exit status 3 (3 crashes)")
+    assert report.status_info.startswith(
+        "runtime exit status 3 (the handler cannot be loaded) (3 crashes)"
+    )
     assert "examples.missing" in report.status_info
     # the sidecar is stopped too (right after the failure is reported)
     await wait_until(lambda: reconciler.supervisors["b1"].pids() == {}, what="no process left")

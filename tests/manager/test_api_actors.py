@@ -93,6 +93,11 @@ async def test_delete_drains_then_removes_the_actor(manager: RunningManager) -> 
 
 async def test_the_crew_is_protected(manager: RunningManager) -> None:
     client = manager.client()
+    scaled = await client.post("/v1/actors/happy-end/scale", {"replicas": 0})
+    assert scaled.body == {
+        "error": "actor 'happy-end' belongs to the platform",
+        "code": "system_actor",
+    }
     deleted = await client.delete("/v1/actors/happy-end")
     assert (deleted.status, deleted.body["code"]) == (403, "system_actor")
     applied = await client.put("/v1/actors/happy-end", DOUBLER)
@@ -134,9 +139,31 @@ async def test_bad_specs_are_400_naming_the_field(
     [
         ("PUT", "/v1/actors/doubler", b"{not json", 400, "body: malformed JSON"),
         ("PUT", "/v1/actors/doubler", b"", 400, "body: empty; expected a JSON object"),
-        ("POST", "/v1/actors/happy-end/scale", b'{"replicas": "many"}', 400, "replicas"),
-        ("POST", "/v1/actors/happy-end/scale", b'{"replicas": -1}', 400, "replicas: must not be"),
+        (
+            "POST",
+            "/v1/actors/happy-end/scale",
+            b'{"replicas": "many"}',
+            400,
+            'replicas: expected a whole number from 0 to 1000, or "auto"',
+        ),
+        ("POST", "/v1/actors/happy-end/scale", b'{"replicas": -1}', 400, "replicas: expected"),
         ("POST", "/v1/agents/node-1/heartbeat", b'{"agent_id": 5}', 400, "agent_id: Input should"),
+        (
+            "POST",
+            "/v1/actors/happy-end/scale",
+            b'{"replicas": 3000000000}',
+            400,
+            "replicas: expected",
+        ),
+        ("GET", "/v1/actors/a%00b", b"", 400, "name: not a valid name (NUL character"),
+        ("GET", "/v1/agents/" + "x" * 300, b"", 400, "agent_id: not a valid name"),
+        (
+            "PUT",
+            "/v1/actors/doubler",
+            b'{"handler": "a.b:c", "env": {"X": "\\u0000"}}',
+            400,
+            "body: NUL characters (\\u0000) are not allowed",
+        ),
         ("GET", "/v1/nothing-here", b"", 404, "no route GET /v1/nothing-here"),
         ("PATCH", "/v1/actors/doubler", b"", 405, "Method Not Allowed"),
         ("GET", "/v1/actors/nobody", b"", 404, "actor 'nobody' not found"),

@@ -138,3 +138,19 @@ async def test_admins_create_list_and_delete_keypairs(manager: RunningManager) -
     bad = await admin.post("/v1/admin/keypairs", {"user_name": "bob", "role": "root"})
     assert bad.status == 400
     assert bad.body["error"].startswith("role: Input should be 'user', 'admin' or 'agent'")
+
+
+async def test_a_credential_with_strange_characters_is_401(manager: RunningManager) -> None:
+    client = manager.client()
+    headers = _signed(client, "GET", "/v1/actors", b"")
+    forged = "BackendAI signMethod=HMAC-SHA256, credential=AK\udce9:00ff"
+    response = await client.request(
+        "GET",
+        "/v1/actors",
+        headers={
+            **headers,
+            "Authorization": forged.encode("utf-8", "surrogateescape").decode("latin-1"),
+        },
+    )
+    assert response.status == 401
+    assert response.body["error"].startswith("malformed Authorization header")

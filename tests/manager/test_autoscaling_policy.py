@@ -176,7 +176,11 @@ def test_decisions_stay_in_bounds_and_within_the_rate_limits(
         assert desired >= target
         if desired == 0:
             assert policy.min_replicas == 0 and depth == 0
-            assert state.idle_since is not None and NOW - state.idle_since >= policy.cooldown
+            # the queue has been empty for the cooldown (counted from this poll if it just
+            # emptied: a cooldown of 0 goes to zero at once)
+            idle_since = decision.state.idle_since
+            assert idle_since is not None and NOW - idle_since >= policy.cooldown
+            assert state.idle_since is None or idle_since == state.idle_since
         else:
             assert desired >= scale_down_floor(policy, current)
             down_period = policy.scale_down.period

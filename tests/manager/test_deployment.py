@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import examples.probes  # noqa: F401  (the replicas' handler: Pants packs it with this)
+
 from ai.backend.testutils.control_plane import Cluster, wait_until
 
 EXAMPLES_ROOT = os.getcwd()  # the sandbox root holds the examples package

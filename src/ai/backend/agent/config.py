@@ -72,12 +72,17 @@ class AgentIdentityConfig(ConfigSection):
     crash_limit: int = Field(
         default=5, ge=1, description="crashes without a stable period before a replica fails"
     )
+    stuck_grace: Duration = Field(
+        default=timedelta(seconds=5),
+        description="a runtime whose sync handler still runs this long after its call timed"
+        " out exits and is restarted (the thread would hold its slot forever)",
+    )
     kill_grace: Duration = Field(
         default=timedelta(seconds=10),
         description="a drained replica is killed after its actor's timeout plus this",
     )
 
-    @field_validator("heartbeat_interval", "restart_backoff", "restart_backoff_max")
+    @field_validator("heartbeat_interval", "restart_backoff", "restart_backoff_max", "stuck_grace")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

@@ -49,6 +49,7 @@ def launch_settings(config: AgentConfig, base_env: Mapping[str, str]) -> LaunchS
         redis_prefix=config.redis.prefix,
         claim_idle=config.agent.claim_idle.total_seconds(),
         base_env=base_env,
+        stuck_grace=config.agent.stuck_grace.total_seconds(),
     )
 
 

@@ -39,11 +39,21 @@ class SchedulerConfig(ConfigSection):
     )
 
 
+class HistoryConfig(ConfigSection):
+    """How long what ended stays readable (``GET /v1/actors/{name}``) before it is deleted."""
+
+    replicas: Duration = Field(
+        default=timedelta(hours=1), description="replicas that ended (terminated, failed, lost)"
+    )
+    events: Duration = Field(default=timedelta(days=1), description="scheduler events")
+
+
 class ManagerConfig(ServiceConfig):
     db: DatabaseConfig = Field(default_factory=DatabaseConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     api: BindConfig = Field(default_factory=lambda: BindConfig(port=8081))
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 

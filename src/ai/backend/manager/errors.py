@@ -49,3 +49,7 @@ class AdminRequired(PermissionDenied):
 
 class RoleNotAllowed(PermissionDenied):
     code = "role_not_allowed"
+
+
+class AgentKeyMismatch(PermissionDenied):
+    code = "agent_keypair_mismatch"

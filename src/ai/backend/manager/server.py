@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -50,6 +50,7 @@ from .services.scheduling.scheduler import Scheduler
 log = BraceStyleAdapter(logging.getLogger(__name__))
 
 MAX_BODY = 1024 * 1024
+PRUNE_EVERY = timedelta(minutes=1)
 
 
 async def _background(app: web.Application, config: ManagerConfig) -> AsyncIterator[None]:
@@ -80,12 +81,28 @@ async def _background(app: web.Application, config: ManagerConfig) -> AsyncItera
     timeout = config.scheduler.agent_timeout
 
     async def sweep_lost(now: datetime) -> None:
-        for lost in await agent_repo.mark_lost(now=now, timeout=timeout):
+        if control.steady_for() < timeout.total_seconds():
+            return  # not up (or not reachable) long enough to call anybody silent
+        for lost in await agent_repo.mark_lost(timeout=timeout):
             log.warning("agent {} lost with {} replica(s)", lost.agent_id, len(lost.replica_ids))
 
     async def plan(now: datetime) -> None:
         for name in await planner.actor_names():
             await planner.plan(name, now=now)
+
+    pruned_at: list[datetime] = []
+
+    async def prune_history(now: datetime) -> None:
+        if pruned_at and now - pruned_at[0] < PRUNE_EVERY:
+            return
+        pruned_at[:] = [now]
+        replicas, events = await planner.prune(
+            now=now,
+            replicas_older_than=config.history.replicas,
+            events_older_than=config.history.events,
+        )
+        if replicas or events:
+            log.info("history: forgot {} ended replica(s) and {} event(s)", replicas, events)
 
     async def poke_agents(now: datetime) -> None:
         await poker.poke(await agent_repo.addrs_with_news())
@@ -99,6 +116,7 @@ async def _background(app: web.Application, config: ManagerConfig) -> AsyncItera
             NamedStep("planner", plan),
             NamedStep("scheduler", scheduler.run_once),
             NamedStep("poke-agents", poke_agents),
+            NamedStep("history", prune_history),
         ],
     )
     actor_service = ActorService(actor_repo, queue_depth)

@@ -34,6 +34,13 @@ def main() -> None:
 @click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--max-frame", default=str(DEFAULT_MAX_FRAME), help="largest frame, e.g. 64m")
 @click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--exit-when-stuck",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="exit (status 4) when a sync handler still runs this long after its call was cancelled",
+)
 def run(
     handler: str,
     socket_path: Path,
@@ -41,6 +48,7 @@ def run(
     concurrency: int,
     max_frame: str,
     log_level: str,
+    exit_when_stuck: float | None,
 ) -> None:
     """Serve HANDLER on SOCKET until SIGTERM (exit status 3: the handler cannot be loaded)."""
     from .entry import start
@@ -57,5 +65,6 @@ def run(
             concurrency=concurrency,
             max_frame=frame_limit,
             log_level=log_level,
+            exit_when_stuck=exit_when_stuck,
         )
     )

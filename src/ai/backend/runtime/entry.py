@@ -25,6 +25,7 @@ def start(
     concurrency: int = 1,
     max_frame: int = DEFAULT_MAX_FRAME,
     log_level: str = "INFO",
+    exit_when_stuck: float | None = None,
 ) -> int:
     """Load the handler and serve until SIGTERM / SIGINT; returns the exit status."""
     logging.basicConfig(
@@ -36,7 +37,13 @@ def start(
         print(f"runtime: {e}", file=sys.stderr)
         return EXIT_BAD_HANDLER
     run(
-        RuntimeServer(loaded, socket_path=socket_path, concurrency=concurrency, max_frame=max_frame)
+        RuntimeServer(
+            loaded,
+            socket_path=socket_path,
+            concurrency=concurrency,
+            max_frame=max_frame,
+            exit_when_stuck=exit_when_stuck,
+        )
     )
     return 0
 
@@ -51,6 +58,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--max-frame", type=int, default=DEFAULT_MAX_FRAME, help="bytes")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--exit-when-stuck",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="exit (status 4) when a sync handler still runs this long after its call was"
+        " cancelled, so that a supervisor restarts the runtime",
+    )
     return parser.parse_args(argv)
 
 
@@ -66,4 +81,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         concurrency=args.concurrency,
         max_frame=args.max_frame,
         log_level=args.log_level,
+        exit_when_stuck=args.exit_when_stuck,
     )

@@ -31,8 +31,10 @@ from ai.backend.common.framing import (
 
 from .calls import CallRunner, cancelled_result, hello_frame, new_threads, outgoing_frame
 from .loader import LoadedHandler
+from .workers import HandlerThreads
 
 SOCKET_MODE = 0o660
+EXIT_STUCK = 4  # a sync handler kept running past its call's end: restart me (see RuntimeServer)
 
 log = logging.getLogger(__spec__.name if __spec__ else __name__)
 
@@ -45,7 +47,13 @@ class RuntimeServer:
         socket_path: Path,
         concurrency: int = 1,
         max_frame: int = DEFAULT_MAX_FRAME,
+        exit_when_stuck: float | None = None,
     ) -> None:
+        """``exit_when_stuck``: when a sync handler still runs this many seconds after its
+        call was cancelled (the sidecar timed it out), exit with :data:`EXIT_STUCK` so that the
+        supervisor (the agent) starts a fresh runtime; otherwise the thread would hold its
+        concurrency slot for as long as the handler runs. ``None``: never."""
+        self.exit_when_stuck = exit_when_stuck
         self.handler = handler
         self.socket_path = socket_path
         self.concurrency = concurrency
@@ -72,10 +80,15 @@ class RuntimeServer:
         os.chmod(staging, SOCKET_MODE)
         os.replace(staging, path)
         log.info("serving %s (%s) on %s", self.handler.ref, self.handler.description, path)
+        watchdog = None
+        if self.exit_when_stuck is not None:
+            watchdog = asyncio.create_task(watch_stuck_threads(threads, self.exit_when_stuck))
         try:
             async with server:
                 await stop.wait()
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             for connection in list(self._connections):
                 connection.abort()
             threads.shutdown()
@@ -204,6 +217,28 @@ class _Connection:
         self.calls.pop(call_id, None)
         if task.cancelled():  # also when cancelled before it started to run
             self.send(cancelled_result(call_id))
+
+
+async def watch_stuck_threads(threads: HandlerThreads, limit: float) -> None:
+    """Exit the process (:data:`EXIT_STUCK`) once a handler thread has kept running an
+    abandoned call for ``limit`` seconds. Checked periodically: a thread cannot signal it."""
+    loop = asyncio.get_running_loop()
+    first_seen: dict[int, float] = {}
+    while True:
+        await asyncio.sleep(min(1.0, limit / 4))
+        now = loop.time()
+        first_seen = {id(f): first_seen.get(id(f), now) for f in threads.abandoned()}
+        stuck = [since for since in first_seen.values() if now - since >= limit]
+        if stuck:
+            log.error(
+                "%d handler thread(s) still running a cancelled call after %.1f s; exiting"
+                " (status %d) so that a fresh runtime takes over",
+                len(stuck),
+                limit,
+                EXIT_STUCK,
+            )
+            logging.shutdown()
+            os._exit(EXIT_STUCK)  # the stuck thread would block a normal exit
 
 
 async def run_server(server: RuntimeServer) -> None:

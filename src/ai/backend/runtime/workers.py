@@ -24,6 +24,7 @@ class HandlerThreads:
         self._done: collections.deque[tuple[asyncio.Future[Any], bool, Any]] = collections.deque()
         self._lock = threading.Lock()
         self._wake_pending = False
+        self._running: dict[int, asyncio.Future[Any]] = {}  # worker thread → its job's future
         self._threads = [
             threading.Thread(target=self._work, name=f"handler-{i}", daemon=True)
             for i in range(size)
@@ -38,6 +39,12 @@ class HandlerThreads:
         self._jobs.put((future, function, args))
         return future
 
+    def abandoned(self) -> list[asyncio.Future[Any]]:
+        """The futures of calls still running in a thread although their caller gave up on
+        them (cancelled: the call timed out or was cancelled). A thread cannot be interrupted:
+        it holds its slot until the handler returns."""
+        return [future for future in list(self._running.values()) if future.cancelled()]
+
     def shutdown(self) -> None:
         for _ in self._threads:
             self._jobs.put(None)
@@ -47,12 +54,16 @@ class HandlerThreads:
             future, function, args = job
             if future.cancelled():  # abandoned while queued (a benign cross-thread read)
                 continue
+            me = threading.get_ident()
+            self._running[me] = future
             try:
                 outcome: tuple[asyncio.Future[Any], bool, Any] = (future, True, function(*args))
             except Exception as e:
                 outcome = (future, False, e)
             except BaseException as e:  # e.g. SystemExit from a handler: report, keep serving
                 outcome = (future, False, RuntimeError(f"handler raised {type(e).__name__}: {e}"))
+            finally:
+                del self._running[me]
             self._done.append(outcome)
             with self._lock:
                 if self._wake_pending:

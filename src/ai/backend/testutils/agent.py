@@ -3,14 +3,16 @@ what a :class:`~ai.backend.agent.services.reconciler.Reconciler` reports."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from ai.backend.agent.services.reconciler import Reconciler
 from ai.backend.agent.services.supervisor import SupervisionSettings
 from ai.backend.common.dto.agent import SYSTEM_CONTEXT, DesiredReplica, ReplicaReport
+
+from .waiting import wait_until
+
+__all__ = ["wait_until"]  # re-exported for the agent's tests
 
 FAST_SUPERVISION = SupervisionSettings(
     restart_backoff=0.1, restart_backoff_max=0.5, stable_period=60, crash_limit=3, kill_grace=1
@@ -43,22 +45,6 @@ def desired_replica(
 
 def crew_replicas() -> list[DesiredReplica]:
     return [desired_replica(f"crew-{name}", name, "crew:member") for name in CREW]
-
-
-async def wait_until(
-    condition: Callable[[], bool | Awaitable[bool]], *, what: str, timeout: float = 30
-) -> None:
-    """Poll ``condition`` (sync or async) until it holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def report_of(reconciler: Reconciler, replica_id: str) -> ReplicaReport | None:

@@ -3,15 +3,15 @@ database and Redis key prefix of the test alone, and a client that signs like th
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Mapping
+import uuid
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,38 +25,17 @@ import ai.backend.agent.cli  # noqa: F401
 import ai.backend.manager.cli  # noqa: F401
 import ai.backend.runtime.__main__  # noqa: F401
 import ai.backend.sidecar.cli  # noqa: F401
+from ai.backend.agent.clients.processes import process_start_time
 from ai.backend.common.auth.hmac_signing import sign_request
 from ai.backend.common.json import dumps
 
-from .dataplane import DataPlane
+from .dataplane import TERMINAL_KINDS, DataPlane
 from .processes import Child, ProcessGroup
 from .services import free_port, redis_url
 from .spawn import child_environment
+from .waiting import wait_until
 
-
-async def wait_until(
-    condition: Callable[[], Awaitable[Any]],
-    *,
-    what: str,
-    timeout: float = 20,
-    watch: tuple[Child, ...] = (),
-    interval: float = 0.05,
-) -> Any:
-    """Poll ``condition`` until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = await condition()
-        if last:
-            return last
-        for child in watch:
-            if not child.alive():
-                raise AssertionError(
-                    f"{child.name} exited while waiting for {what}:\n{child.log()}"
-                )
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
-        await asyncio.sleep(interval)
+__all__ = ["wait_until"]  # re-exported: control-plane tests wait on the cluster with it
 
 
 @dataclass
@@ -136,6 +115,7 @@ def manager_env(
         "BACKEND_REDIS__PREFIX": prefix,
         "BACKEND_API__PORT": str(port),
         "BACKEND_SCHEDULER__INTERVAL": "0.2s",
+        "BACKEND_SCHEDULER__AGENT_TIMEOUT": "3s",
         **(extra or {}),
     }
 
@@ -143,7 +123,12 @@ def manager_env(
 async def start_manager(group: ProcessGroup, name: str, env: Mapping[str, str]) -> Child:
     """Start ``mgr start-server`` and wait for its ``/health``."""
     child = group.start(name, ["mgr", "start-server"], env=env)
-    url = f"http://127.0.0.1:{env['BACKEND_API__PORT']}/health"
+    await wait_healthy(f"http://127.0.0.1:{env['BACKEND_API__PORT']}/health", child)
+    return child
+
+
+async def wait_healthy(url: str, child: Child) -> None:
+    """Wait until ``url`` answers 200 (the service is up), failing if ``child`` exits."""
 
     async def healthy() -> bool:
         try:
@@ -152,8 +137,7 @@ async def start_manager(group: ProcessGroup, name: str, env: Mapping[str, str]) 
         except aiohttp.ClientError:
             return False
 
-    await wait_until(healthy, what=f"{name} /health", watch=(child,), timeout=30)
-    return child
+    await wait_until(healthy, what=f"{child.name}: {url}", watch=(child,), timeout=30)
 
 
 @dataclass(frozen=True)
@@ -212,16 +196,7 @@ async def start_agent(group: ProcessGroup, setup: AgentSetup, config_dir: str) -
     with open(path, "w") as file:
         file.write(setup.toml())
     child = group.start(setup.agent_id, ["ag", "start-server", "--config", path])
-    url = f"http://127.0.0.1:{setup.port}/health"
-
-    async def healthy() -> bool:
-        try:
-            async with aiohttp.ClientSession() as session, session.get(url) as response:
-                return response.status == 200
-        except aiohttp.ClientError:
-            return False
-
-    await wait_until(healthy, what=f"agent {setup.agent_id} /health", watch=(child,), timeout=30)
+    await wait_healthy(f"http://127.0.0.1:{setup.port}/health", child)
     return child
 
 
@@ -327,6 +302,31 @@ class Cluster:
             raise TimeoutError(f"{e}\n{await self.diagnosis(name)}") from None
         return found
 
+    async def publish_jobs(self, actor: str, payloads: list[dict[str, Any]]) -> list[str]:
+        """One job per payload, straight onto ``actor``'s stream; their ids."""
+        job_ids = []
+        for payload in payloads:
+            job_id = uuid.uuid4().hex
+            await self.plane.publish([actor], payload, job_id=job_id)
+            job_ids.append(job_id)
+        return job_ids
+
+    async def ends_once(self, job_ids: list[str], timeout: float = 60) -> dict[str, Any]:
+        """Wait until every job ended and the streams are quiet (nothing pending, nothing
+        undelivered, no retry waiting); assert each ended exactly once; their terminal events."""
+        wanted = set(job_ids)
+
+        async def all_ended() -> bool:
+            ended = {e["job_id"] for e in await self.plane.events() if e["kind"] in TERMINAL_KINDS}
+            return wanted <= ended
+
+        await wait_until(all_ended, what=f"{len(job_ids)} jobs to end", timeout=timeout)
+        await self.plane.wait_quiescent(timeout=timeout)
+        ends = [e for e in await self.plane.events() if e["kind"] in TERMINAL_KINDS]
+        counts = Counter(e["job_id"] for e in ends if e["job_id"] in wanted)
+        assert set(counts.values()) == {1}, f"jobs ended more than once: {counts}"
+        return {e["job_id"]: e for e in ends if e["job_id"] in wanted}
+
     async def diagnosis(self, name: str) -> str:
         """What a failed wait needs to be understood: the actor as the API shows it, and the
         tail of every log of the test (manager, agents, replicas)."""
@@ -347,6 +347,17 @@ class Cluster:
 
 
 def kill_processes_mentioning(text: str) -> None:
+    """kill -9 every process whose command line mentions ``text`` and every process recorded
+    in the ``state.json`` files under ``text`` if it is an agent's state folder (a runtime's
+    socket may live elsewhere when the folder's path is too long for a Unix socket)."""
+    pids = set()
+    for state in Path(text).glob("replicas/*/state.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            for record in json.loads(state.read_text())["processes"].values():
+                if process_start_time(int(record["pid"])) == int(
+                    record["start_time"]
+                ):  # not reused
+                    pids.add(int(record["pid"]))
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -355,5 +366,7 @@ def kill_processes_mentioning(text: str) -> None:
         except OSError:
             continue
         if text.encode() in cmdline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(proc.name), signal.SIGKILL)
+            pids.add(int(proc.name))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

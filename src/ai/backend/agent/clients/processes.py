@@ -42,10 +42,20 @@ def is_same_process(pid: int, start_time: int) -> bool:
     return process_start_time(pid) == start_time
 
 
+EXIT_BAD_HANDLER = 3  # ai.backend.runtime.entry.EXIT_BAD_HANDLER
+EXIT_STUCK = 4  # ai.backend.runtime.server.EXIT_STUCK (the runtime's watchdog)
+KNOWN_EXITS = {
+    EXIT_BAD_HANDLER: "exit status 3 (the handler cannot be loaded)",
+    EXIT_STUCK: "exit status 4 (a sync handler was stuck past its timeout)",
+}
+
+
 def describe_exit(status: int | None) -> str:
-    """``exit status 3``, ``signal 9 (SIGKILL)``, or ``exited`` when unknown."""
+    """``exit status 3 (…)``, ``signal 9 (SIGKILL)``, or ``exited`` when unknown."""
     if status is None:
         return "exited"
+    if status in KNOWN_EXITS:
+        return KNOWN_EXITS[status]
     if status < 0:
         try:
             return f"signal {-status} ({signal.Signals(-status).name})"

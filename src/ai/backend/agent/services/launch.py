@@ -37,6 +37,7 @@ class LaunchSettings:
     claim_idle: float
     base_env: Mapping[str, str]
     python: str = sys.executable
+    stuck_grace: float | None = 5.0  # the runtime's --exit-when-stuck
 
 
 def roles_of(desired: DesiredReplica) -> tuple[str, ...]:
@@ -62,6 +63,8 @@ def runtime_command(desired: DesiredReplica, socket: Path, settings: LaunchSetti
     command = [spec.python or settings.python, "-m", "ai.backend.runtime"]
     command += ["--handler", spec.handler, "--socket", str(socket)]
     command += ["--concurrency", str(spec.concurrency)]
+    if settings.stuck_grace is not None:
+        command += ["--exit-when-stuck", f"{settings.stuck_grace:g}"]
     for path in spec.pythonpath:
         command += ["--pythonpath", path]
     return command

@@ -108,9 +108,12 @@ class Reconciler:
         try:
             await supervisor.stop()
         except Exception:
-            log.exception("draining replica {} failed", supervisor.replica_id)
-        finally:
+            # its processes may still run (and hold devices): it stays reported `terminating`,
+            # and the next reconciliation drains it again
+            log.exception("draining replica {} failed; trying again", supervisor.replica_id)
+        else:
             self.supervisors.pop(supervisor.replica_id, None)
+        finally:
             self._draining.pop(supervisor.replica_id, None)
 
     def reports(self) -> list[ReplicaReport]:

@@ -36,7 +36,7 @@ from ai.backend.common.dto.agent import (
 )
 from ai.backend.common.log import BraceStyleAdapter
 
-from ..clients.processes import ManagedProcess, describe_exit, spawn
+from ..clients.processes import EXIT_STUCK, ManagedProcess, describe_exit, spawn
 from .launch import (
     RUNTIME,
     SIDECAR,
@@ -93,7 +93,8 @@ class ReplicaSupervisor:
         self.launch = launch
         self.roles = roles_of(desired)
         self.restarts = adopted.restarts if adopted is not None else 0
-        self.failure: str | None = None
+        self.failure: str | None = None  # set once the failed replica's processes are gone
+        self._failing = False
         self.stopping = False
         self._adopted = adopted
         self._socket = Path(adopted.socket) if adopted and adopted.socket else paths.socket()
@@ -136,7 +137,7 @@ class ReplicaSupervisor:
     # --- status ----------------------------------------------------------------------------
 
     def status(self) -> ReplicaStatus:
-        if self.stopping:
+        if self.stopping or self._failing:  # processes may still hold the replica's devices
             return ReplicaStatus.TERMINATING
         if self.failure is not None:
             return ReplicaStatus.FAILED
@@ -238,10 +239,20 @@ class ReplicaSupervisor:
                     except OSError as e:
                         process, outcome = None, f"cannot be started: {e}"
             up_since = time.monotonic()
+            exit_status: int | None = None
             if process is not None:
-                outcome = describe_exit(await process.wait())
+                exit_status = await process.wait()
+                outcome = describe_exit(exit_status)
             if self._halted.is_set():
                 return
+            if role == RUNTIME and exit_status == EXIT_STUCK:
+                # the runtime left on purpose (a sync handler stuck past its timeout): a fresh
+                # one at once, and it is no crash of the replica
+                log.warning(
+                    "replica {}: runtime {}; starting a fresh one", self.replica_id, outcome
+                )
+                restarting = True
+                continue
             if time.monotonic() - up_since >= s.stable_period:
                 crashes, backoff = 0, s.restart_backoff
             crashes += 1
@@ -264,12 +275,15 @@ class ReplicaSupervisor:
 
     async def _fail(self, role: str, outcome: str, crashes: int) -> None:
         tail = last_line(self.paths.log(role))
-        self.failure = f"{role} {outcome} ({crashes} crashes)" + (f": {tail}" if tail else "")
+        failure = f"{role} {outcome} ({crashes} crashes)" + (f": {tail}" if tail else "")
         log.error("replica {} failed: {} {} ({} crashes)", self.replica_id, role, outcome, crashes)
-        self._halted.set()
+        self._failing = True  # reported terminating until its processes are gone: the manager
+        self._halted.set()  # frees a failed replica's slots at once
         async with self._spawn_lock:
             pass  # a restart in progress elsewhere has registered its process
         await self._terminate_processes()
+        self.failure = failure
+        self._failing = False
 
     # --- stopping --------------------------------------------------------------------------
 

@@ -25,7 +25,8 @@ API_VERSION = "v1.20260101"
 MAX_CLOCK_SKEW = timedelta(minutes=15)
 
 _AUTHORIZATION = re.compile(
-    r"^BackendAI\s+signMethod=(?P<method>[\w-]+)\s*,\s*credential=(?P<access_key>[^:\s]+)"
+    r"^BackendAI\s+signMethod=(?P<method>[\w-]+)\s*,\s*"
+    r"credential=(?P<access_key>[A-Za-z0-9_-]{1,64})"
     r":(?P<signature>[0-9a-fA-F]+)\s*$"
 )
 

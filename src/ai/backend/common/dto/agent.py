@@ -82,8 +82,8 @@ class AgentHeartbeat(StrictModel):
     """``POST /v1/agents/{id}/heartbeat`` body."""
 
     agent_id: str = Field(min_length=1, max_length=64)
-    addr: str
-    version: str
+    addr: str = Field(max_length=256)
+    version: str = Field(max_length=64)
     slots_total: ResourceSlot
     devices: list[DeviceInfo] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)

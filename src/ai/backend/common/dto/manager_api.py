@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..types.slots import ResourceSlot
 from .actor_spec import ActorSpec, ActorStatus
@@ -14,6 +14,7 @@ from .agent import AgentStatus, DeviceInfo, ReplicaStatus
 from .base import StrictModel
 
 T = TypeVar("T")
+MAX_REPLICAS = 1000  # as scaling.max_replicas
 
 
 class ResponseModel(BaseModel):
@@ -35,7 +36,7 @@ KeypairRoleName = Literal["user", "admin", "agent"]
 class KeypairCreateRequest(StrictModel):
     user_name: str = Field(min_length=1, max_length=128)
     role: KeypairRoleName = "user"
-    rate_limit: int | None = Field(default=None, ge=1)
+    rate_limit: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
 
 class KeypairInfo(ResponseModel):
@@ -58,7 +59,16 @@ class ScaleRequest(StrictModel):
     """``{"replicas": N}`` pins the count (autoscaling off); ``{"replicas": "auto"}`` hands the
     actor back to the autoscaler."""
 
-    replicas: int | Literal["auto"] = Field(union_mode="left_to_right")
+    replicas: int | Literal["auto"]
+
+    @field_validator("replicas", mode="before")
+    @classmethod
+    def _count_or_auto(cls, value: Any) -> Any:
+        if value == "auto" or (
+            isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_REPLICAS
+        ):
+            return value
+        raise ValueError(f'expected a whole number from 0 to {MAX_REPLICAS}, or "auto"')
 
     def pinned(self) -> int | None:
         return None if self.replicas == "auto" else int(self.replicas)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..services.auth import require_user
-from .context import caller, context, json_response
+from .context import caller, context, json_response, list_response
 from .middlewares import read_body
 
 
@@ -24,8 +24,7 @@ async def apply_actor(request: web.Request) -> web.Response:
 
 async def list_actors(request: web.Request) -> web.Response:
     require_user(caller(request))
-    items = await context(request).actors.list_all()
-    return json_response({"items": [a.model_dump(mode="json") for a in items], "next_cursor": None})
+    return list_response(await context(request).actors.list_all())
 
 
 async def get_actor(request: web.Request) -> web.Response:

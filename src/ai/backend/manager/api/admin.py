@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..services.auth import require_admin
-from .context import caller, context, json_response
+from .context import caller, context, json_response, list_response
 from .middlewares import read_body
 
 
@@ -17,8 +17,7 @@ async def create_keypair(request: web.Request) -> web.Response:
 
 async def list_keypairs(request: web.Request) -> web.Response:
     require_admin(caller(request))
-    items = await context(request).keypairs.list_all()
-    return json_response({"items": [k.model_dump(mode="json") for k in items], "next_cursor": None})
+    return list_response(await context(request).keypairs.list_all())
 
 
 async def delete_keypair(request: web.Request) -> web.Response:

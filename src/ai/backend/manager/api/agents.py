@@ -5,14 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..services.auth import require_user
-from .context import caller, context, json_response
+from .context import caller, context, json_response, list_response
 from .middlewares import read_body
 
 
 async def list_agents(request: web.Request) -> web.Response:
     require_user(caller(request))
-    items = await context(request).agents.list_all()
-    return json_response({"items": [a.model_dump(mode="json") for a in items], "next_cursor": None})
+    return list_response(await context(request).agents.list_all())
 
 
 async def get_agent(request: web.Request) -> web.Response:

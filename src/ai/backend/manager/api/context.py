@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
 
 from ai.backend.common.dto.manager_api import KeypairInfo
 
@@ -50,6 +52,11 @@ def context(request: web.Request) -> ManagerContext:
 def caller(request: web.Request) -> KeypairInfo:
     keypair: KeypairInfo = request[KEYPAIR_KEY]
     return keypair
+
+
+def list_response(items: Sequence[BaseModel]) -> web.Response:
+    """``{"items": [...], "next_cursor": null}``: every list of the API has this shape."""
+    return json_response({"items": [i.model_dump(mode="json") for i in items], "next_cursor": None})
 
 
 def json_response(body: Any, *, status: int = 200) -> web.Response:

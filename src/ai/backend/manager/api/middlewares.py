@@ -53,10 +53,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_response({"error": "internal error", "code": "internal_error"}, status=500)
 
 
+MAX_PATH_PARAMETER = 256
+
+
+def check_path_parameters(request: web.Request) -> None:
+    """Names in the URL (actor, agent, model, access key) never reach the database with a NUL
+    character or at any length."""
+    for key, value in request.match_info.items():
+        if "\x00" in value or len(value) > MAX_PATH_PARAMETER:
+            raise InvalidInput(f"{key}: not a valid name (NUL character or too long)")
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in PUBLIC_PATHS:
         return await handler(request)
+    check_path_parameters(request)
     body = await request.read()
     parts = SignedParts(
         method=request.method,
@@ -78,6 +90,8 @@ async def read_body(request: web.Request, *, allow_yaml: bool = False) -> Any:
     raw = await request.read()
     if not raw.strip():
         raise InvalidInput("body: empty; expected a JSON object")
+    if b"\x00" in raw or b"\\u0000" in raw.lower():
+        raise InvalidInput("body: NUL characters (\\u0000) are not allowed")
     if allow_yaml and "yaml" in request.headers.get("Content-Type", ""):
         try:
             return yaml.safe_load(raw)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..services.auth import require_user
-from .context import caller, context, json_response
+from .context import caller, context, json_response, list_response
 
 
 async def list_models(request: web.Request) -> web.Response:
     require_user(caller(request))
-    items = await context(request).models.list_all()
-    return json_response({"items": [m.model_dump(mode="json") for m in items], "next_cursor": None})
+    return list_response(await context(request).models.list_all())
 
 
 async def get_model(request: web.Request) -> web.Response:

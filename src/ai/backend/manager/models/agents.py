@@ -31,3 +31,5 @@ class AgentRow(Base):
     first_contact: Mapped[datetime] = mapped_column(server_default=now_default())
     last_heartbeat: Mapped[datetime] = mapped_column(server_default=now_default())
     version: Mapped[str] = mapped_column(sa.String(64))
+    # the agent keypair that first heartbeated as this agent; only it may do so again
+    access_key: Mapped[str | None] = mapped_column(sa.String(64))

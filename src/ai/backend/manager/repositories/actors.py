@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ai.backend.common.dto.actor_spec import ActorSpec, ActorStatus
@@ -35,6 +36,10 @@ SHOWN_REPLICA_STATUSES = (
     ReplicaStatus.FAILED,
     ReplicaStatus.LOST,
 )
+
+
+ENDED_SHOWN = frozenset({ReplicaStatus.FAILED, ReplicaStatus.LOST})
+ENDED_SHOWN_LIMIT = 10  # `get` shows the most recent failed / lost replicas, not all of them
 
 
 def replica_info(row: ReplicaRow) -> ReplicaInfo:
@@ -78,6 +83,12 @@ async def _running_counts(session: AsyncSession, names: list[str] | None) -> dic
     return {name: count for name, count in (await session.execute(query))}
 
 
+async def _locked_actor(session: AsyncSession, name: str) -> ActorRow | None:
+    """The actor's row, locked FOR NO KEY UPDATE (foreign-key checks of rows referring to it
+    still pass)."""
+    return await session.get(ActorRow, name, with_for_update={"key_share": True})
+
+
 class ActorRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -88,24 +99,29 @@ class ActorRepository:
         stored = spec_json(spec)
         policy = spec.scaling
         async with self._sessions.begin() as session:
-            row = await session.get(ActorRow, spec.name, with_for_update=True)
-            if row is None:
-                session.add(
-                    ActorRow(
-                        name=spec.name,
-                        spec=stored,
-                        status=ActorStatus.ACTIVE,
-                        generation=1,
-                        is_system=system,
-                        desired_replicas=policy.min_replicas,
-                        created_at=now,
-                        updated_at=now,
-                    )
+            inserted = await session.execute(
+                pg_insert(ActorRow)
+                .values(
+                    name=spec.name,
+                    spec=stored,
+                    status=ActorStatus.ACTIVE,
+                    generation=1,
+                    is_system=system,
+                    desired_replicas=policy.min_replicas,
+                    created_at=now,
+                    updated_at=now,
                 )
+                .on_conflict_do_nothing()
+                .returning(ActorRow.name)
+            )
+            if inserted.scalar() is not None:  # created (a concurrent apply waits, then updates)
                 record_event(
                     session, actor_name=spec.name, kind="created", message="actor created", at=now
                 )
                 return ApplyResult(name=spec.name, generation=1, created=True, changed=True)
+            row = await _locked_actor(session, spec.name)
+            if row is None:  # deleted between the two statements
+                raise ActorBeingDeleted(f"name: actor {spec.name!r} was just deleted; retry")
             if row.is_system and not system:
                 raise SystemActorProtected(f"name: actor {spec.name!r} belongs to the platform")
             if row.status is ActorStatus.DELETING:
@@ -151,7 +167,14 @@ class ActorRepository:
                 )
                 .order_by(ReplicaRow.created_at, ReplicaRow.id)
             )
-            replica_infos = [replica_info(r) for r in replicas]
+            rows = list(replicas)
+            ended = [r for r in rows if r.status in ENDED_SHOWN]
+            recent_ended = {
+                r.id for r in sorted(ended, key=lambda r: r.updated_at)[-ENDED_SHOWN_LIMIT:]
+            }
+            replica_infos = [
+                replica_info(r) for r in rows if r.status not in ENDED_SHOWN or r.id in recent_ended
+            ]
             running = sum(1 for r in replica_infos if r.status is ReplicaStatus.RUNNING)
             return ActorInfo(
                 **_summary(row, running).model_dump(),
@@ -163,11 +186,13 @@ class ActorRepository:
     async def scale(self, name: str, pinned: int | None, *, now: datetime) -> ActorSummary:
         """Pin the replica count (``None``: back to the autoscaler). Never bumps generation."""
         async with self._sessions.begin() as session:
-            row = await session.get(ActorRow, name, with_for_update=True)
+            row = await _locked_actor(session, name)
             if row is None:
                 raise ActorNotFound(f"actor {name!r} not found")
             if row.status is ActorStatus.DELETING:
                 raise ActorBeingDeleted(f"actor {name!r} is being deleted")
+            if row.is_system:
+                raise SystemActorProtected(f"actor {name!r} belongs to the platform")
             if row.pinned_replicas != pinned:
                 row.pinned_replicas = pinned
                 if pinned is not None:
@@ -185,7 +210,7 @@ class ActorRepository:
     async def mark_deleting(self, name: str, *, now: datetime) -> ActorSummary:
         """Start a drain: the planner retires every replica, then removes the actor."""
         async with self._sessions.begin() as session:
-            row = await session.get(ActorRow, name, with_for_update=True)
+            row = await _locked_actor(session, name)
             if row is None:
                 raise ActorNotFound(f"actor {name!r} not found")
             if row.is_system:

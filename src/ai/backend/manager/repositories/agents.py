@@ -3,11 +3,13 @@ lost-agent sweep. Each public method is one transaction."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,14 +26,17 @@ from ai.backend.common.dto.agent import (
     ReplicaStatus,
 )
 from ai.backend.common.dto.manager_api import AgentInfo
+from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.types.slots import ResourceSlot
 
-from ..errors import AgentNotFound
+from ..errors import AgentKeyMismatch, AgentNotFound
 from ..models import ActorRow, AgentRow, ModelRow, ReplicaRow, SchedulerEventRow
 from .actors import replica_info
 from .events import record_event
 
 MODEL_CONFLICT_QUIET = timedelta(minutes=10)
+
+log = BraceStyleAdapter(logging.getLogger(__name__))
 
 
 def agent_info(row: AgentRow, replicas: list[ReplicaRow]) -> AgentInfo:
@@ -54,55 +59,132 @@ def agent_info(row: AgentRow, replicas: list[ReplicaRow]) -> AgentInfo:
     )
 
 
+def _holding_slots(agent_id: str) -> sa.Select[ReplicaRow]:
+    """The agent's replicas that hold slots on it, oldest first."""
+    return (
+        sa.select(ReplicaRow)
+        .where(
+            ReplicaRow.agent_id == agent_id,
+            ReplicaRow.status.in_(ALLOCATED_REPLICA_STATUSES),
+        )
+        .order_by(ReplicaRow.created_at, ReplicaRow.id)
+    )
+
+
+def _tracked_on(agent_id: str) -> sa.Select[ReplicaRow]:
+    """What a heartbeat folds its reports into: the replicas holding slots on the agent, and
+    those marked lost with it (which may still run if the agent comes back)."""
+    return (
+        sa.select(ReplicaRow)
+        .where(
+            ReplicaRow.agent_id == agent_id,
+            ReplicaRow.status.in_(ALLOCATED_REPLICA_STATUSES | {ReplicaStatus.LOST}),
+        )
+        .order_by(ReplicaRow.created_at, ReplicaRow.id)
+    )
+
+
+async def _desired(session: AsyncSession, rows: list[ReplicaRow]) -> list[DesiredReplica]:
+    """The replicas as the agent runs them, with their actors' specs. A stored spec that no
+    longer validates is skipped (and logged), never an error for the whole heartbeat."""
+    if not rows:
+        return []
+    names = {row.actor_name for row in rows}
+    actors = await session.scalars(sa.select(ActorRow).where(ActorRow.name.in_(names)))
+    specs = {actor.name: actor.spec for actor in actors}
+    desired = []
+    for row in rows:
+        if row.actor_name not in specs:
+            continue
+        try:
+            spec = ActorSpec.model_validate(specs[row.actor_name], context=SYSTEM_CONTEXT)
+        except ValidationError as e:
+            log.error(
+                "actor {}: stored spec is invalid, replica {} skipped: {}",
+                row.actor_name,
+                row.id,
+                e,
+            )
+            continue
+        desired.append(
+            DesiredReplica.model_validate(
+                {
+                    "replica_id": row.id,
+                    "actor_name": row.actor_name,
+                    "generation": row.generation,
+                    "spec": spec,
+                    "slots": row.slots,
+                    "device_ids": row.device_ids,
+                },
+                context=SYSTEM_CONTEXT,  # the crew's replicas are among them
+            )
+        )
+    return desired
+
+
 @dataclass(frozen=True)
 class LostAgent:
     agent_id: str
     replica_ids: list[str]
 
 
-def _apply_report(row: ReplicaRow, report: ReplicaReport | None, now: datetime) -> bool:
-    """Fold an agent's report into a replica row it holds; True when the start failed."""
+@dataclass(frozen=True)
+class ReportOutcome:
+    failed: bool = False  # the agent gave up starting it
+    now_running: bool = False  # it has just become running (its runtime's hello is fresh)
+
+
+def _apply_report(row: ReplicaRow, report: ReplicaReport | None, now: datetime) -> ReportOutcome:
+    """Fold an agent's report into a replica row it holds.
+
+    A replica's row keeps counting its slots for as long as its agent reports its processes:
+    a ``lost`` replica whose agent comes back becomes ``terminating`` (it is no longer wanted;
+    the agent drains it) until the agent stops reporting it."""
+    if row.status is ReplicaStatus.LOST:
+        if report is not None:
+            row.status = ReplicaStatus.TERMINATING
+            row.status_info = "its agent came back after it was replaced: draining"
+            row.updated_at = now
+        return ReportOutcome()
     if row.status is ReplicaStatus.TERMINATING:
         if report is None:  # drained and gone
             row.status = ReplicaStatus.TERMINATED
             row.updated_at = now
-        return False
+        return ReportOutcome()
     if report is None or row.status not in ACTIVE_REPLICA_STATUSES:
-        return False  # not started yet (it is in the reply), or no longer ours to track
-    changed = (row.status, row.restarts, row.status_info) != (
-        report.status,
-        report.restarts,
-        report.status_info,
-    )
-    if report.status is ReplicaStatus.FAILED:
+        return ReportOutcome()  # not started yet (it is in the reply), or no longer tracked
+    before = (row.status, row.restarts, row.status_info)
+    if report.status is ReplicaStatus.FAILED:  # reported once its processes are gone
         row.status = ReplicaStatus.FAILED
     elif report.status in (ReplicaStatus.STARTING, ReplicaStatus.RUNNING):
         row.status = report.status
     row.restarts = report.restarts
     row.status_info = report.status_info
-    if changed:
+    if (row.status, row.restarts, row.status_info) != before:
         row.updated_at = now
-    return report.status is ReplicaStatus.FAILED
+    return ReportOutcome(
+        failed=row.status is ReplicaStatus.FAILED and before[0] is not ReplicaStatus.FAILED,
+        now_running=row.status is ReplicaStatus.RUNNING and before[0] is not ReplicaStatus.RUNNING,
+    )
 
 
 async def _register_models(
     session: AsyncSession, actor_name: str, report: ReplicaReport, now: datetime
 ) -> None:
-    """Models announced in a runtime's hello belong to the first actor that announced them."""
+    """Models announced in a runtime's hello belong to the first actor that announced them
+    (called when a replica starts running, not on every heartbeat)."""
     if report.runtime is None:
         return
-    for model in report.runtime.models:
+    for model in sorted(report.runtime.models, key=lambda m: (m.name, m.version)):
         metadata: dict[str, Any] = {"inputs": model.inputs, "outputs": model.outputs}
         insert = pg_insert(ModelRow).values(
             name=model.name, version=model.version, actor_name=actor_name, model_metadata=metadata
         )
-        upsert = insert.on_conflict_do_update(
-            index_elements=[ModelRow.name, ModelRow.version],
-            set_={"metadata": insert.excluded.metadata},
-            where=ModelRow.actor_name == insert.excluded.actor_name,
-        ).returning(ModelRow.actor_name)
-        owner = await session.scalar(upsert)
-        if owner is not None:
+        await session.execute(insert.on_conflict_do_nothing())
+        row = await session.get(ModelRow, (model.name, model.version))
+        if row is None or row.actor_name == actor_name:
+            if row is not None and row.model_metadata != metadata:
+                row.model_metadata = metadata
             continue
         # the model belongs to another actor: say so, once in a while
         recent = await session.scalar(
@@ -132,36 +214,51 @@ class AgentRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def heartbeat(self, beat: AgentHeartbeat, *, now: datetime) -> list[DesiredReplica]:
-        """Record the agent's state and return the replicas it should run now."""
+    async def heartbeat(
+        self, beat: AgentHeartbeat, *, access_key: str | None, now: datetime
+    ) -> list[DesiredReplica]:
+        """Record the agent's state and return the replicas it should run now.
+
+        ``access_key``: the agent keypair that signed it; the first one binds the agent id,
+        and another agent key is refused (an admin's heartbeat, ``None``, is not bound).
+        ``last_heartbeat`` is the database's clock, the same clock the lost-agent sweep reads.
+        """
         async with self._sessions.begin() as session:
+            await session.execute(
+                pg_insert(AgentRow)
+                .values(
+                    id=beat.agent_id,
+                    addr=beat.addr,
+                    status=AgentStatus.ALIVE,
+                    version=beat.version,
+                    access_key=access_key,
+                )
+                .on_conflict_do_nothing()
+            )
             agent = await session.get(AgentRow, beat.agent_id, with_for_update=True)
-            if agent is None:
-                agent = AgentRow(id=beat.agent_id, first_contact=now, slots_used={})
-                session.add(agent)
+            assert agent is not None
+            if access_key is not None:
+                if agent.access_key is None:
+                    agent.access_key = access_key
+                elif agent.access_key != access_key:
+                    raise AgentKeyMismatch(
+                        f"agent_id: agent {beat.agent_id!r} heartbeats with another keypair"
+                    )
             agent.addr = beat.addr
             agent.version = beat.version
             agent.status = AgentStatus.ALIVE
             agent.slots_total = beat.slots_total.to_json()
             agent.devices = [d.model_dump(mode="json") for d in beat.devices]
             agent.labels = dict(beat.labels)
-            agent.last_heartbeat = now
-            await session.flush()
+            agent.last_heartbeat = sa.func.now()
             rows = list(
-                await session.scalars(
-                    sa.select(ReplicaRow)
-                    .where(
-                        ReplicaRow.agent_id == beat.agent_id,
-                        ReplicaRow.status.in_(ALLOCATED_REPLICA_STATUSES),
-                    )
-                    .order_by(ReplicaRow.created_at, ReplicaRow.id)
-                    .with_for_update()
-                )
+                await session.scalars(_tracked_on(beat.agent_id).with_for_update(key_share=True))
             )
             reports = {report.replica_id: report for report in beat.replicas}
             for row in rows:
                 report = reports.get(row.id)
-                if _apply_report(row, report, now):
+                outcome = _apply_report(row, report, now)
+                if outcome.failed:
                     record_event(
                         session,
                         actor_name=row.actor_name,
@@ -174,31 +271,10 @@ class AgentRepository:
                         replica_id=row.id,
                         at=now,
                     )
-                if report is not None and row.status is ReplicaStatus.RUNNING:
+                if outcome.now_running and report is not None:
                     await _register_models(session, row.actor_name, report, now)
             wanted = [row for row in rows if row.status in ACTIVE_REPLICA_STATUSES]
-            specs: dict[str, dict[str, Any]] = {}
-            if wanted:
-                names = {row.actor_name for row in wanted}
-                actors = await session.scalars(sa.select(ActorRow).where(ActorRow.name.in_(names)))
-                specs = {actor.name: actor.spec for actor in actors}
-            return [
-                DesiredReplica.model_validate(
-                    {
-                        "replica_id": row.id,
-                        "actor_name": row.actor_name,
-                        "generation": row.generation,
-                        "spec": ActorSpec.model_validate(
-                            specs[row.actor_name], context=SYSTEM_CONTEXT
-                        ),
-                        "slots": row.slots,
-                        "device_ids": row.device_ids,
-                    },
-                    context=SYSTEM_CONTEXT,
-                )
-                for row in wanted
-                if row.actor_name in specs
-            ]
+            return await _desired(session, wanted)
 
     async def list_all(self) -> list[AgentInfo]:
         async with self._sessions() as session:
@@ -219,14 +295,7 @@ class AgentRepository:
             row = await session.get(AgentRow, agent_id)
             if row is None:
                 raise AgentNotFound(f"agent {agent_id!r} not found")
-            replicas = await session.scalars(
-                sa.select(ReplicaRow)
-                .where(
-                    ReplicaRow.agent_id == agent_id,
-                    ReplicaRow.status.in_(ALLOCATED_REPLICA_STATUSES),
-                )
-                .order_by(ReplicaRow.created_at, ReplicaRow.id)
-            )
+            replicas = await session.scalars(_holding_slots(agent_id))
             return agent_info(row, list(replicas))
 
     async def addrs_with_news(self) -> list[str]:
@@ -249,38 +318,32 @@ class AgentRepository:
             )
             return list(rows)
 
-    async def mark_lost(self, *, now: datetime, timeout: timedelta) -> list[LostAgent]:
-        """Agents silent for ``timeout`` become ``lost``; the replicas they held become ``lost``
-        too (the planner replaces them elsewhere)."""
+    async def mark_lost(self, *, timeout: timedelta) -> list[LostAgent]:
+        """Agents silent for ``timeout`` by the database's clock become ``lost``; the replicas
+        they held become ``lost`` too (the planner replaces them elsewhere)."""
         async with self._sessions.begin() as session:
+            db_now = await session.scalar(sa.select(sa.func.now()))
+            assert db_now is not None
             agents = list(
                 await session.scalars(
                     sa.select(AgentRow)
                     .where(
                         AgentRow.status == AgentStatus.ALIVE,
-                        AgentRow.last_heartbeat < now - timeout,
+                        AgentRow.last_heartbeat < db_now - timeout,
                     )
+                    .order_by(AgentRow.id)
                     .with_for_update(skip_locked=True)
                 )
             )
             lost: list[LostAgent] = []
             for agent in agents:
                 agent.status = AgentStatus.LOST
-                replicas = list(
-                    await session.scalars(
-                        sa.select(ReplicaRow)
-                        .where(
-                            ReplicaRow.agent_id == agent.id,
-                            ReplicaRow.status.in_(ALLOCATED_REPLICA_STATUSES),
-                        )
-                        .with_for_update()
-                    )
-                )
-                silent = int((now - agent.last_heartbeat).total_seconds())
+                replicas = list(await session.scalars(_holding_slots(agent.id).with_for_update()))
+                silent = int((db_now - agent.last_heartbeat).total_seconds())
                 for replica in replicas:
                     replica.status = ReplicaStatus.LOST
                     replica.status_info = f"agent {agent.id} lost (silent for {silent} s)"
-                    replica.updated_at = now
+                    replica.updated_at = db_now
                     record_event(
                         session,
                         actor_name=replica.actor_name,
@@ -288,7 +351,7 @@ class AgentRepository:
                         message=f"replica {replica.id} lost with agent {agent.id}; replacing it",
                         agent_id=agent.id,
                         replica_id=replica.id,
-                        at=now,
+                        at=db_now,
                     )
                 agent.slots_used = {}
                 lost.append(LostAgent(agent.id, [r.id for r in replicas]))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,8 +29,10 @@ from ai.backend.common.dto.agent import (
     ReplicaStatus,
 )
 
-from ..models import ActorRow, ReplicaRow
+from ..models import ActorRow, ReplicaRow, SchedulerEventRow
 from .events import record_event
+
+ENDED_REPLICA_STATUSES = (ReplicaStatus.TERMINATED, ReplicaStatus.FAILED, ReplicaStatus.LOST)
 
 # which replicas retire first: the least far along, then the newest
 _RETIRE_ORDER = {
@@ -74,6 +76,23 @@ class ReplicaPlanRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
+    async def prune(
+        self, *, now: datetime, replicas_older_than: timedelta, events_older_than: timedelta
+    ) -> tuple[int, int]:
+        """Forget replicas that ended (terminated, failed, lost) and scheduler events older than
+        the given ages; returns how many of each went."""
+        async with self._sessions.begin() as session:
+            replicas = await session.execute(
+                sa.delete(ReplicaRow).where(
+                    ReplicaRow.status.in_(ENDED_REPLICA_STATUSES),
+                    ReplicaRow.updated_at < now - replicas_older_than,
+                )
+            )
+            events = await session.execute(
+                sa.delete(SchedulerEventRow).where(SchedulerEventRow.at < now - events_older_than)
+            )
+        return replicas.rowcount, events.rowcount  # type: ignore[attr-defined]
+
     async def actor_names(self) -> list[str]:
         async with self._sessions() as session:
             return list(await session.scalars(sa.select(ActorRow.name).order_by(ActorRow.name)))
@@ -81,7 +100,9 @@ class ReplicaPlanRepository:
     async def plan(self, name: str, *, now: datetime) -> PlanResult:
         result = PlanResult(name)
         async with self._sessions.begin() as session:
-            actor = await session.get(ActorRow, name, with_for_update=True)
+            # FOR NO KEY UPDATE: a heartbeat registering this actor's models (a foreign key to
+            # it, which takes FOR KEY SHARE) is not blocked by it, nor is it blocked by one
+            actor = await session.get(ActorRow, name, with_for_update={"key_share": True})
             if actor is None:
                 return result
             replicas = list(
@@ -91,6 +112,7 @@ class ReplicaPlanRepository:
                         ReplicaRow.actor_name == name,
                         ReplicaRow.status.in_(ALLOCATED_REPLICA_STATUSES | {ReplicaStatus.PENDING}),
                     )
+                    .order_by(ReplicaRow.created_at, ReplicaRow.id)  # the heartbeat's lock order
                     .with_for_update()
                 )
             )

@@ -66,10 +66,7 @@ class ActorService:
             request = ScaleRequest.model_validate(body)
         except ValidationError as e:
             raise InvalidSpec(summarize_validation_error(e)) from None
-        pinned = request.pinned()
-        if pinned is not None and pinned < 0:
-            raise InvalidSpec("replicas: must not be negative")
-        return await self._actors.scale(name, pinned, now=datetime.now(UTC))
+        return await self._actors.scale(name, request.pinned(), now=datetime.now(UTC))
 
     async def delete(self, name: str) -> ActorSummary:
         return await self._actors.mark_deleting(name, now=datetime.now(UTC))

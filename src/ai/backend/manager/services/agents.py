@@ -15,6 +15,7 @@ from ai.backend.common.errors import InvalidInput
 from ai.backend.common.log import BraceStyleAdapter
 
 from ..repositories.agents import AgentRepository
+from ..repositories.retry import retry_on_deadlock
 from .auth import require_agent
 
 log = BraceStyleAdapter(logging.getLogger(__name__))
@@ -32,7 +33,10 @@ class AgentService:
             raise InvalidInput(summarize_validation_error(e)) from None
         if beat.agent_id != agent_id:
             raise InvalidInput(f"agent_id: {beat.agent_id!r} does not match the URL's {agent_id!r}")
-        desired = await self._agents.heartbeat(beat, now=datetime.now(UTC))
+        bound_key = keypair.access_key if keypair.role == "agent" else None
+        desired = await retry_on_deadlock(
+            lambda: self._agents.heartbeat(beat, access_key=bound_key, now=datetime.now(UTC))
+        )
         return HeartbeatReply.model_construct(desired=desired)
 
     async def list_all(self) -> list[AgentInfo]:
