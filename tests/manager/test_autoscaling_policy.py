@@ -185,3 +185,19 @@ def test_decisions_stay_in_bounds_and_within_the_rate_limits(
             assert desired >= scale_down_floor(policy, current)
             down_period = policy.scale_down.period
             assert state.scaled_down_at is None or NOW - state.scaled_down_at >= down_period
+
+
+def test_a_disabled_scale_up_holds_instead_of_a_step_of_nothing() -> None:
+    policy = ScalingPolicy.model_validate(
+        {
+            "min_replicas": 0,
+            "max_replicas": 2,
+            "queue_length": 1,
+            "scale_up": {"percent": 0, "pods": 0},
+        }
+    )
+    decision = decide(policy, 1, 2, ScalerState(), NOW)
+    assert (decision.desired, decision.kind) == (1, None)
+    assert decision.reason.endswith(
+        "stay at 1, scale-up is disabled (scale_up.percent 0 and scale_up.pods 0)"
+    )

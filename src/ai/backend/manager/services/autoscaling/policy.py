@@ -122,6 +122,8 @@ def decide(
             return hold(f"scaled up less than {format_duration(up_period)} ago")
         limit = scale_up_limit(policy, current)
         desired = min(target, limit)
+        if desired == current:
+            return hold("scale-up is disabled (scale_up.percent 0 and scale_up.pods 0)")
         why = (
             f"scale-up limit +{limit - current} per {format_duration(up_period)}"
             if desired < target
