@@ -18,7 +18,7 @@ from aiohttp import web
 
 from ai.backend.common import __version__
 from ai.backend.common.aio import cancel_and_wait, new_runner
-from ai.backend.common.dto.agent import AgentHeartbeat
+from ai.backend.common.dto.agent import AgentHeartbeat, ReplicaStatus
 from ai.backend.common.log import BraceStyleAdapter
 
 from .clients.manager import ManagerClient, ManagerUnavailable
@@ -51,6 +51,9 @@ def launch_settings(config: AgentConfig, base_env: Mapping[str, str]) -> LaunchS
         base_env=base_env,
         stuck_grace=config.agent.stuck_grace.total_seconds(),
     )
+
+
+STARTING_INTERVAL = 0.25  # seconds between heartbeats while a replica is starting
 
 
 class AgentServer:
@@ -144,8 +147,12 @@ class AgentServer:
                 asyncio.ensure_future(self._stop_heartbeats.wait()),
                 asyncio.ensure_future(self._poked.wait()),
             }
+            # while a replica is starting, beat often: the manager (and `actor get`) hears it
+            # runs within a fraction of a second, not a whole period later
+            starting = any(r.status is ReplicaStatus.STARTING for r in self.reconciler.reports())
+            wait = min(interval, STARTING_INTERVAL) if starting else interval
             try:
-                await asyncio.wait(waiters, timeout=interval, return_when="FIRST_COMPLETED")
+                await asyncio.wait(waiters, timeout=wait, return_when="FIRST_COMPLETED")
             finally:
                 for waiter in waiters:
                     waiter.cancel()
