@@ -25,6 +25,10 @@ if needs_export; then
       cat "$log" >&2; rm -f "$log"; exit 1
     fi
     rm -f "$log"
+    # bytecode for the dependencies, once: every process (a replica's sidecar above all) then
+    # imports them without compiling, also where PYTHONDONTWRITEBYTECODE is set (~0.8 s each)
+    "$(ls -d "$EXPORT"/*/bin/python | sort -V | tail -n1)" -m compileall -q -j 0 \
+      "$(ls -d "$EXPORT"/*/lib/python*/site-packages | sort -V | tail -n1)" >/dev/null 2>&1 || true
     touch "$STAMP"
   fi
   exec 9>&-
