@@ -27,8 +27,11 @@ if needs_export; then
     rm -f "$log"
     # bytecode for the dependencies, once: every process (a replica's sidecar above all) then
     # imports them without compiling, also where PYTHONDONTWRITEBYTECODE is set (~0.8 s each)
-    "$(ls -d "$EXPORT"/*/bin/python | sort -V | tail -n1)" -m compileall -q -j 0 \
-      "$(ls -d "$EXPORT"/*/lib/python*/site-packages | sort -V | tail -n1)" >/dev/null 2>&1 || true
+    for site in "$EXPORT"/*/lib/python*/site-packages; do
+      if [[ -d "$site" ]]; then
+        "$site/../../../bin/python" -m compileall -q -j 0 "$site" >/dev/null 2>&1 || true
+      fi
+    done
     touch "$STAMP"
   fi
   exec 9>&-
