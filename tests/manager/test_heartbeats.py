@@ -24,9 +24,11 @@ def _sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def _beat(*replicas: tuple[str, str]) -> AgentHeartbeat:
+def _beat(*replicas: tuple[str, str], seq: int = 0, boot_id: str | None = None) -> AgentHeartbeat:
     return AgentHeartbeat.model_validate(
         {
+            "seq": seq,
+            "boot_id": boot_id,
             "agent_id": "node-1",
             "addr": "http://127.0.0.1:6001",
             "version": "0.1.0",
@@ -116,3 +118,22 @@ async def test_a_lost_replica_whose_agent_comes_back_holds_its_slots_until_drain
     await placed.heartbeat(_beat(), access_key="AKIAONE", now=NOW)  # drained: no longer reported
     assert (await _row(db_engine, "r1"))["status"] is ReplicaStatus.TERMINATED
     assert (await placed.get("node-1")).slots_used.to_json() == {}
+
+
+async def test_a_heartbeat_overtaken_by_a_newer_one_changes_nothing(
+    placed: AgentRepository, db_engine: AsyncEngine
+) -> None:
+    await placed.heartbeat(
+        _beat(("r1", "running"), seq=1, boot_id="b1"), access_key="AKIAONE", now=NOW
+    )
+    async with _sessions(db_engine).begin() as session:  # the manager retires it
+        await session.execute(sa.update(ReplicaRow).values(status=ReplicaStatus.TERMINATING))
+    await placed.heartbeat(
+        _beat(("r1", "terminating"), seq=3, boot_id="b1"), access_key="AKIAONE", now=NOW
+    )
+    # a retried request from before (seq 2, when the agent had not started r1 yet) lands late
+    await placed.heartbeat(_beat(seq=2, boot_id="b1"), access_key="AKIAONE", now=NOW)
+    assert (await _row(db_engine, "r1"))["status"] is ReplicaStatus.TERMINATING  # still draining
+    # a restarted agent (another boot) starts counting again
+    await placed.heartbeat(_beat(seq=1, boot_id="b2"), access_key="AKIAONE", now=NOW)
+    assert (await _row(db_engine, "r1"))["status"] is ReplicaStatus.TERMINATED

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import uuid
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -76,6 +77,8 @@ class AgentServer:
         self._heartbeats: asyncio.Task[None] | None = None
         self._stop_heartbeats = asyncio.Event()
         self._poked = asyncio.Event()
+        self.boot_id = uuid.uuid4().hex  # this process; with `seq`, orders its heartbeats
+        self.seq = 0
         self._http: web.AppRunner | None = None
 
     @property
@@ -110,10 +113,13 @@ class AgentServer:
             devices=self.resources.devices,
             labels=self.config.agent.labels,
             replicas=self.reconciler.reports(),
+            boot_id=self.boot_id,
+            seq=self.seq,
         )
 
     async def heartbeat_once(self) -> bool:
         """One heartbeat and, with an answer, one reconciliation; whether the manager answered."""
+        self.seq += 1
         try:
             reply = await self.manager.heartbeat(self.heartbeat_body())
         except ManagerUnavailable as e:

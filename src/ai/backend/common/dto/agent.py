@@ -89,6 +89,10 @@ class AgentHeartbeat(StrictModel):
     labels: dict[str, str] = Field(default_factory=dict)
     replicas: list[ReplicaReport] = Field(default_factory=list)
     sent_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    # this agent process's id and its heartbeat count: a heartbeat older than one the manager
+    # already applied (a retried request overtaken by the next) changes nothing
+    boot_id: str | None = Field(default=None, max_length=64)
+    seq: int = Field(default=0, ge=0)
 
 
 class DesiredReplica(StrictModel):

@@ -33,3 +33,6 @@ class AgentRow(Base):
     version: Mapped[str] = mapped_column(sa.String(64))
     # the agent keypair that first heartbeated as this agent; only it may do so again
     access_key: Mapped[str | None] = mapped_column(sa.String(64))
+    # the newest heartbeat applied: the agent process (boot) and its count
+    boot_id: Mapped[str | None] = mapped_column(sa.String(64))
+    last_seq: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("0"))

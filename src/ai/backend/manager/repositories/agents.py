@@ -122,6 +122,11 @@ async def _desired(session: AsyncSession, rows: list[ReplicaRow]) -> list[Desire
     return desired
 
 
+def _is_stale(agent: AgentRow, beat: AgentHeartbeat) -> bool:
+    """A heartbeat of the same agent process not newer than the last one applied."""
+    return beat.boot_id is not None and beat.boot_id == agent.boot_id and beat.seq <= agent.last_seq
+
+
 @dataclass(frozen=True)
 class LostAgent:
     agent_id: str
@@ -254,6 +259,16 @@ class AgentRepository:
             rows = list(
                 await session.scalars(_tracked_on(beat.agent_id).with_for_update(key_share=True))
             )
+            if _is_stale(agent, beat):
+                log.info(
+                    "agent {}: heartbeat {} overtaken by a newer one; its reports ignored",
+                    beat.agent_id,
+                    beat.seq,
+                )
+                return await _desired(
+                    session, [r for r in rows if r.status in ACTIVE_REPLICA_STATUSES]
+                )
+            agent.boot_id, agent.last_seq = beat.boot_id, beat.seq
             reports = {report.replica_id: report for report in beat.replicas}
             for row in rows:
                 report = reports.get(row.id)
