@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
 
@@ -84,6 +85,24 @@ def describe_validation_error(error: ValidationError) -> list[dict[str, Any]]:
             message = message.removeprefix("Value error, ")
         problems.append({"field": field_path(tuple(item["loc"])), "message": message})
     return problems
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def validate_request(
+    model: type[ModelT],
+    data: Any,
+    *,
+    error: Callable[[str], Exception],
+    context: dict[str, Any] | None = None,
+) -> ModelT:
+    """``data`` as ``model``, or ``error(<one line naming every bad field>)`` raised: how an API
+    turns a request body into a DTO (the error class carries the 4xx)."""
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as e:
+        raise error(summarize_validation_error(e)) from None
 
 
 def summarize_validation_error(error: ValidationError) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -15,17 +15,9 @@ from ai.backend.common.dto.manager_api import KeypairInfo
 from ..services.actors import ActorService
 from ..services.agents import AgentService
 from ..services.auth import AuthService
+from ..services.control_loop import ControlLoop, Leadership
 from ..services.keypairs import KeypairService
 from ..services.models import ModelService
-
-
-class LeaderView(Protocol):
-    @property
-    def is_leader(self) -> bool: ...
-
-
-class Waker(Protocol):
-    def wake(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -35,8 +27,8 @@ class ManagerContext:
     agents: AgentService
     keypairs: KeypairService
     models: ModelService
-    leader: LeaderView
-    control: Waker
+    leader: Leadership
+    control: ControlLoop
     registry: CollectorRegistry
     version: str
 

@@ -7,10 +7,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from ai.backend.common.dto.actor_spec import ActorSpec
-from ai.backend.common.dto.base import summarize_validation_error
+from ai.backend.common.dto.base import validate_request
 from ai.backend.common.dto.manager_api import ActorInfo, ActorSummary, ApplyResult, ScaleRequest
 from ai.backend.common.log import BraceStyleAdapter
 
@@ -31,10 +29,7 @@ def parse_spec(data: Any, *, name: str | None = None) -> ActorSpec:
         if "name" in data and data["name"] != name:
             raise InvalidSpec(f"name: {data['name']!r} does not match the URL's {name!r}")
         data = {**data, "name": name}
-    try:
-        return ActorSpec.model_validate(data)
-    except ValidationError as e:
-        raise InvalidSpec(summarize_validation_error(e)) from None
+    return validate_request(ActorSpec, data, error=InvalidSpec)
 
 
 class ActorService:
@@ -62,10 +57,7 @@ class ActorService:
         return info.model_copy(update={"queue_depth": depth})
 
     async def scale(self, name: str, body: Any) -> ActorSummary:
-        try:
-            request = ScaleRequest.model_validate(body)
-        except ValidationError as e:
-            raise InvalidSpec(summarize_validation_error(e)) from None
+        request = validate_request(ScaleRequest, body, error=InvalidSpec)
         return await self._actors.scale(name, request.pinned(), now=datetime.now(UTC))
 
     async def delete(self, name: str) -> ActorSummary:

@@ -6,10 +6,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from ai.backend.common.dto.agent import SYSTEM_CONTEXT, AgentHeartbeat, HeartbeatReply
-from ai.backend.common.dto.base import summarize_validation_error
+from ai.backend.common.dto.base import validate_request
 from ai.backend.common.dto.manager_api import AgentInfo, KeypairInfo
 from ai.backend.common.errors import InvalidInput
 from ai.backend.common.log import BraceStyleAdapter
@@ -27,10 +25,7 @@ class AgentService:
 
     async def heartbeat(self, agent_id: str, body: Any, keypair: KeypairInfo) -> HeartbeatReply:
         require_agent(keypair)
-        try:
-            beat = AgentHeartbeat.model_validate(body, context=SYSTEM_CONTEXT)
-        except ValidationError as e:
-            raise InvalidInput(summarize_validation_error(e)) from None
+        beat = validate_request(AgentHeartbeat, body, error=InvalidInput, context=SYSTEM_CONTEXT)
         if beat.agent_id != agent_id:
             raise InvalidInput(f"agent_id: {beat.agent_id!r} does not match the URL's {agent_id!r}")
         bound_key = keypair.access_key if keypair.role == "agent" else None

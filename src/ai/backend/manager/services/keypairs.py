@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
-from ai.backend.common.dto.base import summarize_validation_error
+from ai.backend.common.dto.base import validate_request
 from ai.backend.common.dto.manager_api import KeypairCreated, KeypairCreateRequest, KeypairInfo
 from ai.backend.common.errors import InvalidInput
 
@@ -19,10 +17,7 @@ class KeypairService:
         self._keypairs = keypairs
 
     async def create(self, body: Any) -> KeypairCreated:
-        try:
-            request = KeypairCreateRequest.model_validate(body)
-        except ValidationError as e:
-            raise InvalidInput(summarize_validation_error(e)) from None
+        request = validate_request(KeypairCreateRequest, body, error=InvalidInput)
         return await self._keypairs.create(
             user_name=request.user_name, role=request.role, rate_limit=request.rate_limit
         )
