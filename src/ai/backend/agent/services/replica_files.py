@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from ai.backend.common.dto.agent import SYSTEM_CONTEXT, DesiredReplica
+from ai.backend.common.files import write_atomically
 
 SOCKET_NAME = "runtime.sock"
 MAX_SOCKET_PATH = 100  # sun_path holds 107 bytes and a NUL; keep a margin
@@ -35,12 +36,6 @@ LOG_NAMES = {"runtime": "runtime.log", "sidecar": "sidecar.log"}
 
 def replicas_dir(state_dir: Path) -> Path:
     return state_dir / "replicas"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ai.backend.common.files import write_atomically
 from ai.backend.common.log import BraceStyleAdapter
 
 log = BraceStyleAdapter(logging.getLogger(__spec__.name))
@@ -38,9 +39,7 @@ class StatusFile:
         if not self._registered or (self._needs_hello and self._hello is None):
             return
         data = {"pid": os.getpid(), "state": "running", "hello": self._hello}
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, self.path)
+            write_atomically(self.path, json.dumps(data))
         except OSError as e:
             log.error("cannot write the status file {}: {}", self.path, e)

@@ -60,6 +60,7 @@ class LeaderElection:
         self._leading = asyncio.Event()
         self._following = asyncio.Event()
         self._following.set()
+        self.attempts = 0  # campaign rounds so far (taking the lock, or checking it is held)
 
     @property
     def is_leader(self) -> bool:
@@ -97,6 +98,7 @@ class LeaderElection:
 
     async def _attempt(self) -> None:
         """Take the lock when not leading; check the connection when leading."""
+        self.attempts += 1
         try:
             connection = self._connection
             if connection is None or connection.is_closed():
