@@ -185,3 +185,51 @@ async def test_a_body_above_the_limit_is_413(manager: RunningManager) -> None:
     response = await manager.client().request("PUT", "/v1/actors/doubler", raw=big)
     assert response.status == 413
     assert response.body["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize(
+    ("yaml_body", "error"),
+    [
+        (b'handler: "a.b:c"\nenv: {X: "\\0"}\n', "body: NUL characters (\\u0000) are not allowed"),
+        (
+            b'handler: "a.b:c"\nenv: {X: "\\ud800"}\n',
+            "body: invalid unicode (a lone surrogate) is not allowed",
+        ),
+        (b"handler: [unclosed\n", "body: malformed YAML"),
+    ],
+)
+async def test_a_yaml_spec_with_unstorable_text_is_400(
+    manager: RunningManager, yaml_body: bytes, error: str
+) -> None:
+    client = manager.client()
+    headers = client.headers(
+        "PUT", "/v1/actors/doubler", yaml_body, content_type="application/yaml"
+    )
+    response = await client.request("PUT", "/v1/actors/doubler", raw=yaml_body, headers=headers)
+    assert response.status == 400
+    assert response.body["error"].startswith(error)
+
+
+async def test_a_yaml_spec_applies(manager: RunningManager) -> None:
+    client = manager.client()
+    body = b'handler: "examples.pipeline:double"\nconcurrency: 3\n'
+    headers = client.headers("PUT", "/v1/actors/doubler", body, content_type="application/yaml")
+    response = await client.request("PUT", "/v1/actors/doubler", raw=body, headers=headers)
+    assert (response.status, response.body["created"]) == (201, True)
+    assert (await client.get("/v1/actors/doubler")).body["spec"]["concurrency"] == 3
+
+
+async def test_a_heartbeat_with_unstorable_text_is_cleaned_not_refused(
+    manager: RunningManager,
+) -> None:
+    beat = {
+        "agent_id": "node-9",
+        "addr": "http://127.0.0.1:1",
+        "version": "0.1.0",
+        "slots_total": {"cpu": 1},
+        "labels": {"zone": "a\u0000b"},
+    }
+    response = await manager.client().post("/v1/agents/node-9/heartbeat", beat)
+    assert response.status == 200
+    agent = (await manager.client().get("/v1/agents/node-9")).body
+    assert agent["labels"] == {"zone": "ab"}

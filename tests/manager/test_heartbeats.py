@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from ai.backend.common.dto.actor_spec import ActorSpec
 from ai.backend.common.dto.agent import AgentHeartbeat, ReplicaStatus
 from ai.backend.manager.errors import AgentKeyMismatch
-from ai.backend.manager.models import AgentRow, ReplicaRow
+from ai.backend.manager.models import AgentRow, ModelRow, ReplicaRow, SchedulerEventRow
 from ai.backend.manager.repositories.actors import ActorRepository
 from ai.backend.manager.repositories.agents import AgentRepository
 
@@ -137,3 +137,31 @@ async def test_a_heartbeat_overtaken_by_a_newer_one_changes_nothing(
     # a restarted agent (another boot) starts counting again
     await placed.heartbeat(_beat(seq=1, boot_id="b2"), access_key="AKIAONE", now=NOW)
     assert (await _row(db_engine, "r1"))["status"] is ReplicaStatus.TERMINATED
+
+
+async def test_a_model_name_longer_than_the_registry_takes_is_ignored_with_an_event(
+    placed: AgentRepository, db_engine: AsyncEngine
+) -> None:
+    beat = _beat(("r1", "running")).model_dump(mode="json")
+    beat["replicas"][0]["runtime"] = {
+        "protocol": 1,
+        "handler": "examples.models:app",
+        "concurrency": 1,
+        "models": [{"name": "m" * 200}, {"name": "fine", "version": "2"}],
+    }
+    await placed.heartbeat(AgentHeartbeat.model_validate(beat), access_key="AKIAONE", now=NOW)
+    assert (await _row(db_engine, "r1"))["status"] is ReplicaStatus.RUNNING
+    async with _sessions(db_engine)() as session:
+        models = (await session.execute(sa.select(ModelRow.name, ModelRow.version))).all()
+        events = list(
+            await session.scalars(
+                sa.select(SchedulerEventRow.message).where(
+                    SchedulerEventRow.kind == "model_invalid"
+                )
+            )
+        )
+    assert [tuple(m) for m in models] == [("fine", "2")]
+    assert events == [
+        "a model name or version is too long (at most 128 and 64 characters);"
+        f" {'m' * 40!r} ignored"
+    ]

@@ -9,9 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ai.backend.common.dto.actor_spec import ActorSpec
 from ai.backend.common.dto.agent import ReplicaStatus
-from ai.backend.manager.models import ReplicaRow
+from ai.backend.manager.models import ActorRow, ReplicaRow
 from ai.backend.manager.repositories.actors import ActorRepository
 from ai.backend.manager.repositories.replicas import ReplicaPlanRepository
+from ai.backend.manager.services.planning import ReplicaPlanner
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 SPEC = {"name": "doubler", "handler": "examples.pipeline:double", "scaling": {"min_replicas": 2}}
@@ -116,3 +117,20 @@ async def test_history_is_pruned_by_age(db_engine: AsyncEngine) -> None:
     )
     assert (replicas, events) == (1, 2)  # the lost replica; "created" and "replicas" events
     assert await _replicas(db_engine) == [(1, ReplicaStatus.PENDING)]
+
+
+async def test_an_actor_that_cannot_be_planned_leaves_the_others_alone(
+    db_engine: AsyncEngine,
+) -> None:
+    actors = ActorRepository(_sessions(db_engine))
+    planner = ReplicaPlanRepository(_sessions(db_engine))
+    await actors.apply(ActorSpec.model_validate({**SPEC, "name": "broken"}), now=NOW)
+    await actors.apply(ActorSpec.model_validate(SPEC), now=NOW)
+    async with _sessions(db_engine).begin() as session:  # a spec that no longer validates
+        await session.execute(
+            sa.update(ActorRow).where(ActorRow.name == "broken").values(spec={"name": "broken"})
+        )
+    await ReplicaPlanner(planner).run(NOW)
+    async with _sessions(db_engine)() as session:
+        rows = (await session.execute(sa.select(ReplicaRow.actor_name))).all()
+    assert sorted(r[0] for r in rows) == ["doubler", "doubler"]

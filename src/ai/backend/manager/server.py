@@ -42,8 +42,10 @@ from .services.auth import AuthService
 from .services.autoscaling.autoscaler import Autoscaler
 from .services.control_loop import ControlLoop, NamedStep
 from .services.keypairs import KeypairService
+from .services.lost_agents import LostAgentSweep
 from .services.metrics import ManagerMetrics
 from .services.models import ModelService
+from .services.planning import ReplicaPlanner
 from .services.scheduling.leader import LeaderElection
 from .services.scheduling.scheduler import Scheduler
 
@@ -78,17 +80,8 @@ async def _background(app: web.Application, config: ManagerConfig) -> AsyncItera
         repository=AutoscalingRepository(sessions), redis=redis, key_prefix=prefix
     )
     poker = AgentPoker()
+    planner_pass = ReplicaPlanner(planner)
     timeout = config.scheduler.agent_timeout
-
-    async def sweep_lost(now: datetime) -> None:
-        if control.steady_for() < timeout.total_seconds():
-            return  # not up (or not reachable) long enough to call anybody silent
-        for lost in await agent_repo.mark_lost(timeout=timeout):
-            log.warning("agent {} lost with {} replica(s)", lost.agent_id, len(lost.replica_ids))
-
-    async def plan(now: datetime) -> None:
-        for name in await planner.actor_names():
-            await planner.plan(name, now=now)
 
     pruned_at: list[datetime] = []
 
@@ -111,14 +104,15 @@ async def _background(app: web.Application, config: ManagerConfig) -> AsyncItera
         leader=leader,
         interval=config.scheduler.interval.total_seconds(),
         steps=[
-            NamedStep("lost-agents", sweep_lost),
+            NamedStep("lost-agents", lambda now: sweep.run(now)),
             NamedStep("autoscaler", autoscaler.run_once),
-            NamedStep("planner", plan),
+            NamedStep("planner", planner_pass.run),
             NamedStep("scheduler", scheduler.run_once),
             NamedStep("poke-agents", poke_agents),
             NamedStep("history", prune_history),
         ],
     )
+    sweep = LostAgentSweep(agent_repo, timeout=timeout, leading_for=control.leading_for)
     actor_service = ActorService(actor_repo, queue_depth)
     app[CONTEXT_KEY] = ManagerContext(
         auth=AuthService(keypairs),

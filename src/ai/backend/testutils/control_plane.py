@@ -55,7 +55,15 @@ class SignedClient:
         self.access_key = access_key
         self.secret_key = secret_key
 
-    def headers(self, method: str, path: str, body: bytes, **overrides: str) -> dict[str, str]:
+    def headers(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        **overrides: str,
+    ) -> dict[str, str]:
         return {
             **sign_request(
                 access_key=self.access_key,
@@ -63,7 +71,7 @@ class SignedClient:
                 method=method,
                 path_with_query=path,
                 host=urlsplit(self.endpoint).netloc,
-                content_type="application/json",
+                content_type=content_type,
                 body=body,
             ),
             **overrides,

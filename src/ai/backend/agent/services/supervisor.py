@@ -74,7 +74,10 @@ def last_line(path: Path) -> str:
             lines = file.read().decode(errors="replace").strip().splitlines()
     except OSError:
         return ""
-    return lines[-1][:STATUS_INFO_TAIL] if lines else ""
+    if not lines:
+        return ""
+    # printable characters only: it travels in heartbeats and is stored in PostgreSQL
+    return "".join(c for c in lines[-1] if c.isprintable())[:STATUS_INFO_TAIL]
 
 
 class ReplicaSupervisor:
@@ -245,7 +248,13 @@ class ReplicaSupervisor:
                 outcome = describe_exit(exit_status)
             if self._halted.is_set():
                 return
-            if role == RUNTIME and exit_status == EXIT_STUCK:
+            grace = self.launch.stuck_grace
+            if (
+                role == RUNTIME
+                and exit_status == EXIT_STUCK
+                and grace is not None
+                and time.monotonic() - up_since >= grace  # its watchdog cannot fire sooner:
+            ):  # a handler exiting with 4 on its own is a crash like any other
                 # the runtime left on purpose (a sync handler stuck past its timeout): a fresh
                 # one at once, and it is no crash of the replica
                 log.warning(

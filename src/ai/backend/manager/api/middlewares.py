@@ -85,19 +85,63 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-async def read_body(request: web.Request, *, allow_yaml: bool = False) -> Any:
-    """The request's JSON (or, where allowed, YAML) body; 400 naming the problem."""
+def text_problem(text: str) -> str | None:
+    """Why a decoded string cannot be stored (PostgreSQL takes neither), else ``None``."""
+    if "\x00" in text:
+        return "NUL characters (\\u0000) are not allowed"
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return "invalid unicode (a lone surrogate) is not allowed"
+    return None
+
+
+def _scrubbed(text: str) -> str:
+    return text.replace("\x00", "").encode(errors="replace").decode()
+
+
+def clean_strings(value: Any, *, scrub: bool) -> Any:
+    """``value`` with every string (keys too) storable: with ``scrub``, NULs dropped and lone
+    surrogates replaced; without, :class:`InvalidInput` for the first bad one. Iterative, so
+    deeply nested bodies cannot exhaust the stack."""
+    root: list[Any] = [value]
+    stack: list[tuple[Any, Any]] = [(root, 0)]
+    while stack:
+        container, key = stack.pop()
+        item = container[key]
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem is not None:
+                if not scrub:
+                    raise InvalidInput(f"body: {problem}")
+                container[key] = _scrubbed(item)
+        elif isinstance(item, list):
+            stack.extend((item, i) for i in range(len(item)))
+        elif isinstance(item, dict):
+            for name in list(item):
+                if isinstance(name, str) and text_problem(name) is not None:
+                    if not scrub:
+                        raise InvalidInput(f"body: {text_problem(name)}")
+                    item[_scrubbed(name)] = item.pop(name)
+            stack.extend((item, name) for name in item)
+    return root[0]
+
+
+async def read_body(request: web.Request, *, allow_yaml: bool = False, scrub: bool = False) -> Any:
+    """The request's JSON (or, where allowed, YAML) body; 400 naming the problem. Strings that
+    PostgreSQL cannot store (NUL, lone surrogates) are refused, or with ``scrub`` cleaned (for
+    machine reports such as heartbeats, whose text comes from logs and user code)."""
     raw = await request.read()
     if not raw.strip():
         raise InvalidInput("body: empty; expected a JSON object")
-    if b"\x00" in raw or b"\\u0000" in raw.lower():
-        raise InvalidInput("body: NUL characters (\\u0000) are not allowed")
     if allow_yaml and "yaml" in request.headers.get("Content-Type", ""):
         try:
-            return yaml.safe_load(raw)
+            data = yaml.safe_load(raw)
         except yaml.YAMLError as e:
             raise InvalidInput(f"body: malformed YAML: {e}") from None
-    try:
-        return loads(raw)
-    except JSONDecodeError as e:
-        raise InvalidInput(f"body: malformed JSON: {e}") from None
+    else:
+        try:
+            data = loads(raw)
+        except JSONDecodeError as e:
+            raise InvalidInput(f"body: malformed JSON: {e}") from None
+    return clean_strings(data, scrub=scrub)

@@ -35,6 +35,7 @@ from .actors import replica_info
 from .events import record_event
 
 MODEL_CONFLICT_QUIET = timedelta(minutes=10)
+MODEL_NAME_MAX, MODEL_VERSION_MAX = 128, 64  # the registry's columns
 
 log = BraceStyleAdapter(logging.getLogger(__name__))
 
@@ -181,6 +182,19 @@ async def _register_models(
     if report.runtime is None:
         return
     for model in sorted(report.runtime.models, key=lambda m: (m.name, m.version)):
+        if len(model.name) > MODEL_NAME_MAX or len(model.version) > MODEL_VERSION_MAX:
+            record_event(
+                session,
+                actor_name=actor_name,
+                kind="model_invalid",
+                message=(
+                    f"a model name or version is too long (at most {MODEL_NAME_MAX} and"
+                    f" {MODEL_VERSION_MAX} characters); {model.name[:40]!r} ignored"
+                ),
+                replica_id=report.replica_id,
+                at=now,
+            )
+            continue
         metadata: dict[str, Any] = {"inputs": model.inputs, "outputs": model.outputs}
         insert = pg_insert(ModelRow).values(
             name=model.name, version=model.version, actor_name=actor_name, model_metadata=metadata
@@ -249,6 +263,16 @@ class AgentRepository:
                     raise AgentKeyMismatch(
                         f"agent_id: agent {beat.agent_id!r} heartbeats with another keypair"
                     )
+            if _is_stale(agent, beat):  # before anything changes: a late copy says nothing new
+                log.info(
+                    "agent {}: heartbeat {} overtaken by a newer one; ignored",
+                    beat.agent_id,
+                    beat.seq,
+                )
+                rows = list(await session.scalars(_tracked_on(beat.agent_id)))
+                return await _desired(
+                    session, [r for r in rows if r.status in ACTIVE_REPLICA_STATUSES]
+                )
             agent.addr = beat.addr
             agent.version = beat.version
             agent.status = AgentStatus.ALIVE
@@ -259,15 +283,6 @@ class AgentRepository:
             rows = list(
                 await session.scalars(_tracked_on(beat.agent_id).with_for_update(key_share=True))
             )
-            if _is_stale(agent, beat):
-                log.info(
-                    "agent {}: heartbeat {} overtaken by a newer one; its reports ignored",
-                    beat.agent_id,
-                    beat.seq,
-                )
-                return await _desired(
-                    session, [r for r in rows if r.status in ACTIVE_REPLICA_STATUSES]
-                )
             agent.boot_id, agent.last_seq = beat.boot_id, beat.seq
             reports = {report.replica_id: report for report in beat.replicas}
             for row in rows:
@@ -312,6 +327,11 @@ class AgentRepository:
                 raise AgentNotFound(f"agent {agent_id!r} not found")
             replicas = await session.scalars(_holding_slots(agent_id))
             return agent_info(row, list(replicas))
+
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+        async with self._sessions() as session:
+            await session.execute(sa.text("SELECT 1"))
 
     async def addrs_with_news(self) -> list[str]:
         """Addresses of alive agents holding replicas they have not picked up yet (placed) or

@@ -51,35 +51,31 @@ class ControlLoop:
         self._wake = asyncio.Event()
         self._on_pass = on_pass
         self._failing: set[str] = set()
-        self._steady_since: float | None = None  # leading, with every step working, since
+        self._leading_since: float | None = None
         self.passes = 0
 
-    def steady_for(self) -> float:
-        """Seconds this manager has led with every step working (0 when it does not lead or a
-        step just failed). A judgement like "this agent has been silent for 30 s" is only
-        fair once the judge itself has been up and reachable that long: a manager restart or
-        a database outage must not make every agent look lost."""
-        if self._steady_since is None:
+    def leading_for(self) -> float:
+        """Seconds this manager has led the loop without a break (0 when it does not lead)."""
+        if self._leading_since is None:
             return 0.0
-        return asyncio.get_running_loop().time() - self._steady_since
+        return asyncio.get_running_loop().time() - self._leading_since
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run_once(self, now: datetime | None = None) -> None:
         loop = asyncio.get_running_loop()
-        if self._steady_since is None:
-            self._steady_since = loop.time()
+        if self._leading_since is None:
+            self._leading_since = loop.time()
         for step in self._steps:
             if not self.leader.is_leader:
-                self._steady_since = None  # lost the lock mid-pass: leave the rest to the next
+                self._leading_since = None  # lost the lock mid-pass: leave the rest to the next
                 return
             try:
                 await step.run(now or datetime.now(UTC))
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self._steady_since = None
                 if step.name not in self._failing:
                     log.exception("control step {} failed; retrying every pass", step.name)
                 self._failing.add(step.name)
@@ -97,7 +93,7 @@ class ControlLoop:
             if self.leader.is_leader:
                 await self.run_once()
             else:
-                self._steady_since = None
+                self._leading_since = None
             waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
             try:
                 await asyncio.wait(waiters, timeout=self.interval, return_when="FIRST_COMPLETED")
