@@ -23,7 +23,11 @@ from pip._vendor.packaging.requirements import Requirement  # pip is there: we r
 from pip._vendor.packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
-REQUIREMENT_FILES = [ROOT / "requirements.txt", *sorted(ROOT.glob("tools/*-requirements.txt"))]
+REQUIREMENT_FILES = [
+    ROOT / "requirements.txt",
+    *sorted(ROOT.glob("tools/*-requirements.txt")),
+    *sorted(ROOT.glob("tests/*/clients/*-requirements.txt")),  # test-only client resolves
+]
 # what pex needs to bootstrap [python].pip_version = "23.1.2" (pex 2.1.137's pins)
 PIP_BOOTSTRAP = ["pip==23.1.2", "setuptools==67.7.2", "wheel==0.40.0"]
 # Pants 2.17 makes *universal* locks (--target-system linux and mac, any Python implementation,

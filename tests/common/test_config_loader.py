@@ -93,15 +93,15 @@ def test_secrets_are_masked_in_entries() -> None:
         GatewayConfig,
         service=NO_FILE_SERVICE,
         environ={
-            "BACKEND_AUTH__MANAGER_TOKEN": "s3cret-token",
+            "BACKEND_MANAGER__SECRET_KEY": "s3cret-token",
             "BACKEND_REDIS__URL": "redis://:hunter2@10.0.0.5:6379/1",
         },
     )
-    assert loaded.config.auth.manager_token.get_secret_value() == "s3cret-token"
+    assert loaded.config.manager.secret_key == "s3cret-token"
     assert loaded.config.redis.url == "redis://:hunter2@10.0.0.5:6379/1"
     entries = {e.key: e for e in loaded.entries()}
-    assert entries["auth.manager_token"].value == "********"
-    assert entries["auth.manager_token"].secret is SecretKind.FULL
+    assert entries["manager.secret_key"].value == "********"
+    assert entries["manager.secret_key"].secret is SecretKind.FULL
     assert entries["redis.url"].value == "redis://:***@10.0.0.5:6379/1"
     assert entries["redis.url"].secret is SecretKind.URL_PASSWORD
     assert entries["db.url"].value == "postgresql+asyncpg://postgres@127.0.0.1:5432/backend"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from ai.backend.common import json as wire_json
-from ai.backend.common.dto.envelope import Envelope, Route
+from ai.backend.common.dto.envelope import Envelope, ModelRef, Route
 from ai.backend.common.dto.envelope_wire import WireEnvelope, WireRoute, decode_envelope
 from ai.backend.common.framing import encode_frame
 
@@ -57,6 +57,10 @@ def envelopes(draw: st.DrawFn) -> Envelope:
         created_at=draw(aware_datetimes),
         branch=branch,
         error=draw(st.none() | st.dictionaries(st.text(max_size=5), json_values, max_size=3)),
+        model=draw(
+            st.none()
+            | st.builds(ModelRef, name=st.text(min_size=1, max_size=8), version=st.none() | names)
+        ),
     )
 
 

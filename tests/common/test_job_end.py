@@ -212,7 +212,7 @@ async def test_cancel_wins_once_and_later_branches_are_ignored(
         {"job_id": "j", "kind": "cancelled", "data": {"reason": "user asked"}}
     ]
     assert await redis_client.exists(transport.keys.job_state("j")) == 0
-    [(job_id, _at)] = await transport.cancelled_since(0)
+    [(job_id, _at)] = await transport.cancels_in_force(0)
     assert job_id == "j"
 
 
@@ -223,17 +223,21 @@ async def test_cancelling_a_finished_job_says_how_it_ended(
     await transport.end_branches([branch_end(branch, "j", "e1", succeeded=False)])
     assert await transport.cancel_job("j", "too late") == JobEndResult(False, "failed")
     assert [e["kind"] for e in await terminal_events(redis_client, transport)] == ["failed"]
-    assert await transport.cancelled_since(0) == []
+    assert await transport.cancels_in_force(0) == []
 
 
-async def test_each_cancel_prunes_cancels_older_than_a_day(
+async def test_each_cancel_prunes_the_cancels_that_are_due(
     transport: RedisStreamsTransport, redis_client: Redis
 ) -> None:
     seconds, _micros = await redis_client.time()
-    await redis_client.zadd(transport.keys.cancel, {"ancient": seconds - 86401})
-    await redis_client.zadd(transport.keys.cancel, {"recent": seconds - 86000})
-    await transport.cancel_job("new", "stop")
-    assert [job for job, _ in await transport.cancelled_since(0)] == ["recent", "new"]
+    await redis_client.zadd(transport.keys.cancel, {"due": seconds - 1})
+    await redis_client.zadd(transport.keys.cancel, {"later": seconds + 600})
+    await transport.cancel_job("new", "stop", keep=30)
+    await transport.cancel_job("default", "stop")
+    kept = dict(await transport.cancels_in_force(0))
+    assert sorted(kept) == ["default", "later", "new"]
+    assert seconds + 29 <= kept["new"] <= seconds + 32
+    assert seconds + 86399 <= kept["default"] <= seconds + 86402  # at most a day
 
 
 async def test_a_parent_fanning_out_differently_the_second_time_counts_the_first_fan_out(
@@ -318,7 +322,7 @@ async def test_fail_job_ends_a_job_once_whatever_its_open_branches(
     ]
     assert await redis_client.exists(transport.keys.job_state("j")) == 0
     # its other branches may still come: they are skipped, and the end is kept for a day
-    assert [job for job, _at in await transport.cancelled_since(0)] == ["j"]
+    assert [job for job, _at in await transport.cancels_in_force(0)] == ["j"]
     assert 86300 < await redis_client.ttl(transport.keys.job_end("j")) <= 86400
 
 

@@ -137,7 +137,9 @@ async def test_admins_create_list_and_delete_keypairs(manager: RunningManager) -
     assert again.status == 404
     bad = await admin.post("/v1/admin/keypairs", {"user_name": "bob", "role": "root"})
     assert bad.status == 400
-    assert bad.body["error"].startswith("role: Input should be 'user', 'admin' or 'agent'")
+    assert bad.body["error"].startswith(
+        "role: Input should be 'user', 'admin', 'agent' or 'gateway'"
+    )
 
 
 async def test_a_credential_with_strange_characters_is_401(manager: RunningManager) -> None:

@@ -19,6 +19,7 @@ EXPECTED_TABLES = (
     "actors",
     "agents",
     "alembic_version",
+    "api_tokens",
     "job_events",
     "jobs",
     "keypairs",

@@ -1,5 +1,5 @@
-"""The sidecar's cache of cancelled jobs: filled from the set and the channel, bounded to a
-day."""
+"""The sidecar's cache of cancelled jobs: filled from the set and the channel, each entry
+forgotten when it is due (when none of the job's envelopes can be in flight)."""
 
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ async def test_known_and_new_cancels_are_seen_and_old_ones_are_not(
     transport: RedisStreamsTransport, redis_client: Redis, cancelled: CancelledJobs
 ) -> None:
     seconds, _ = await redis_client.time()
-    await redis_client.zadd(transport.keys.cancel, {"expired": seconds - 86401})
+    await redis_client.zadd(transport.keys.cancel, {"expired": seconds - 1})
     await transport.cancel_job("before-start", "stop")
     await cancelled.start()
     assert "before-start" in cancelled
-    assert "expired" not in cancelled  # older than a day: its guard is gone too
+    assert "expired" not in cancelled  # due: none of its envelopes can be in flight
     await transport.cancel_job("after-start", "stop")
     for _ in range(500):
         if "after-start" in cancelled:
@@ -38,14 +38,16 @@ async def test_known_and_new_cancels_are_seen_and_old_ones_are_not(
     assert ("after-start" in cancelled, len(cancelled)) == (True, 2)
 
 
-async def test_prune_forgets_cancels_older_than_a_day(
+async def test_prune_forgets_each_cancel_when_it_is_due(
     transport: RedisStreamsTransport, redis_client: Redis, cancelled: CancelledJobs
 ) -> None:
-    await transport.cancel_job("j", "stop")
+    await transport.cancel_job("short", "stop", keep=60)
+    await transport.cancel_job("long", "stop")
     await cancelled.start()
     seconds, _ = await redis_client.time()
-    cancelled.prune(now=seconds + 86000)
-    assert "j" in cancelled
+    cancelled.prune(now=seconds + 30)
+    assert ("short" in cancelled, "long" in cancelled) == (True, True)
+    cancelled.prune(now=seconds + 120)
+    assert ("short" in cancelled, "long" in cancelled) == (False, True)
     cancelled.prune(now=seconds + 86500)
-    assert "j" not in cancelled
     assert len(cancelled) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -140,3 +141,28 @@ class MicroBatcher(Generic[T, R]):
         except Exception as e:
             return e
         return result
+
+
+BACKOFF_MIN = 0.05
+BACKOFF_MAX = 2.0
+
+
+class Backoff:
+    """Waits ``BACKOFF_MIN`` · 2ⁿ seconds (capped at ``BACKOFF_MAX``, ±20 % jitter so that
+    replicas do not retry in step) before the n-th retry."""
+
+    def __init__(self, minimum: float = BACKOFF_MIN, maximum: float = BACKOFF_MAX) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+        self.attempts = 0
+
+    def next_delay(self) -> float:
+        delay = min(self.minimum * 2**self.attempts, self.maximum)
+        self.attempts += 1
+        return delay * random.uniform(0.8, 1.2)
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.next_delay())  # a retry timer, not synchronisation
+
+    def reset(self) -> None:
+        self.attempts = 0

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from ai.backend.common.config.loader import LoadedConfig, load_config
 from ai.backend.common.config.sections import (
@@ -17,6 +18,7 @@ from ai.backend.common.config.sections import (
     RedisConfig,
     ServiceConfig,
 )
+from ai.backend.common.types.units import Duration
 
 SERVICE_NAME = "gateway"
 
@@ -28,14 +30,71 @@ class AuthMode(StrEnum):
 
 
 class GatewayAuthConfig(ConfigSection):
-    mode: AuthMode = AuthMode.TOKEN
-    manager_token: SecretStr = Field(
-        default=SecretStr(""), description="token the gateway uses to ask the manager about keys"
+    mode: AuthMode = Field(
+        default=AuthMode.TOKEN,
+        description="token: Bearer API tokens or HMAC signatures; hmac: HMAC only;"
+        " none: no authentication (local development only, never exposed)",
+    )
+    cache_ttl: Duration = Field(
+        default=timedelta(seconds=5),
+        description="how long a verified credential is trusted before it is read again",
     )
 
 
 class GatewayToolsConfig(ConfigSection):
     path: Path | None = Field(default=None, description="a tool YAML file or a directory of them")
+
+
+DEFAULT_ALLOWED_ORIGINS = [
+    "http://localhost",
+    "http://127.0.0.1",
+    "https://localhost",
+    "https://127.0.0.1",
+    "http://[::1]",
+]
+
+
+class GatewayApiConfig(BindConfig):
+    port: int = Field(default=8090, ge=0, le=65535)
+    allowed_origins: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOWED_ORIGINS),
+        description="browser origins MCP accepts (any port of these hosts); requests without"
+        " an Origin header are accepted",
+    )
+    max_body: int = Field(default=64 * 1024 * 1024, ge=1024, description="largest request body")
+
+
+class GatewayJobsConfig(ConfigSection):
+    gateway_id: str | None = Field(
+        default=None,
+        description="this replica's name (its consumer in the events group and its reply"
+        " stream); default: host name and a random suffix",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+    )
+    publish_retry_after: Duration = Field(
+        default=timedelta(seconds=5),
+        description="a job whose first envelope was not confirmed published this long after"
+        " its creation is published again (or failed once past its deadline)",
+    )
+    sweep_interval: Duration = Field(
+        default=timedelta(seconds=1), description="how often deadlines and publishes are checked"
+    )
+    claim_idle: Duration = Field(
+        default=timedelta(seconds=30),
+        description="job events left unacknowledged this long by a gateway that died are taken"
+        " over by another",
+    )
+    events_batch: int = Field(default=512, ge=1, le=10000)
+    trim_interval: Duration = Field(
+        default=timedelta(seconds=10),
+        description="how often the events stream is trimmed below what the gateways acknowledged",
+    )
+    max_partials: int = Field(
+        default=10000, ge=1, description="partials kept per job; later ones are coalesced"
+    )
+    heartbeat: Duration = Field(
+        default=timedelta(seconds=15), description="SSE comment sent when no event came"
+    )
 
 
 class GrpcConfig(ConfigSection):
@@ -47,7 +106,8 @@ class GrpcConfig(ConfigSection):
 class GatewayConfig(ServiceConfig):
     db: DatabaseConfig = Field(default_factory=DatabaseConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
-    api: BindConfig = Field(default_factory=lambda: BindConfig(port=8090))
+    api: GatewayApiConfig = Field(default_factory=GatewayApiConfig)
+    jobs: GatewayJobsConfig = Field(default_factory=GatewayJobsConfig)
     grpc: GrpcConfig = Field(default_factory=GrpcConfig)
     manager: ManagerClientConfig = Field(default_factory=ManagerClientConfig)
     auth: GatewayAuthConfig = Field(default_factory=GatewayAuthConfig)

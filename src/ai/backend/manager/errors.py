@@ -27,6 +27,10 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class ApiTokenNotFound(NotFound):
+    code = "token_not_found"
+
+
 class ActorBeingDeleted(Conflict):
     code = "actor_deleting"
 

@@ -18,6 +18,7 @@ from ai.backend.common.aio import cancel_and_wait, new_runner
 from ai.backend.common.db.engine import create_engine_from_config
 from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.redis_connection import redis_client
+from ai.backend.common.web import BODY_LIMIT_KEY, error_middleware
 
 from .api import actors as actors_api
 from .api import admin as admin_api
@@ -25,12 +26,13 @@ from .api import agents as agents_api
 from .api import health as health_api
 from .api import models as models_api
 from .api.context import CONTEXT_KEY, ManagerContext
-from .api.middlewares import BODY_LIMIT_KEY, auth_middleware, error_middleware
+from .api.middlewares import auth_middleware
 from .clients.agent_poke import AgentPoker
 from .clients.queue_depth import queue_depths
 from .config import ManagerConfig
 from .repositories.actors import ActorRepository
 from .repositories.agents import AgentRepository
+from .repositories.api_tokens import ApiTokenRepository
 from .repositories.autoscaling import AutoscalingRepository
 from .repositories.keypairs import KeypairRepository
 from .repositories.models import ModelRepository
@@ -38,6 +40,7 @@ from .repositories.replicas import ReplicaPlanRepository
 from .repositories.stats import StatsRepository
 from .services.actors import ActorService
 from .services.agents import AgentService
+from .services.api_tokens import ApiTokenService
 from .services.auth import AuthService
 from .services.autoscaling.autoscaler import Autoscaler
 from .services.control_loop import ControlLoop, NamedStep
@@ -119,6 +122,7 @@ async def _background(app: web.Application, config: ManagerConfig) -> AsyncItera
         actors=actor_service,
         agents=AgentService(agent_repo),
         keypairs=KeypairService(keypairs),
+        tokens=ApiTokenService(ApiTokenRepository(sessions)),
         models=ModelService(ModelRepository(sessions)),
         leader=leader,
         control=control,

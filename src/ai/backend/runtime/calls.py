@@ -21,7 +21,8 @@ from ai.backend.common.framing import DEFAULT_MAX_FRAME, FrameTooLarge, encode_f
 
 from .context import Context
 from .errors import error_fields, failed_result
-from .loader import HandlerKind, Invocable, LoadedHandler, classify
+from .inference import InferRequest, response_payload
+from .loader import HandlerKind, Invocable, LoadedHandler, classify, first_parameter_annotated
 from .workers import HandlerThreads
 
 PROTOCOL_VERSION = 1
@@ -72,7 +73,11 @@ class CallRunner:
         model = app.resolve(call.get("model"), call.get("version"))
         key = (model.name, model.version)
         if key not in self._models:
-            self._models[key] = classify(model.handler)
+            invocable = classify(model.handler)
+            if invocable.input_type is None and not first_parameter_annotated(model.handler):
+                # a model handler without a type for its input gets the request as KServe's
+                invocable = dataclasses.replace(invocable, input_type=InferRequest)
+            self._models[key] = invocable
         return self._models[key]
 
     async def run(
@@ -96,7 +101,10 @@ class CallRunner:
     ) -> Any:
         invocable = self.invocable_for(call)
         payload = call.get("payload")
-        if invocable.input_type is not None and isinstance(payload, dict):
+        infers = invocable.input_type is InferRequest
+        if infers:
+            payload = InferRequest.from_payload(payload)
+        elif invocable.input_type is not None and isinstance(payload, dict):
             payload = invocable.input_type(**payload)
         args: tuple[Any, ...] = (payload,)
         if invocable.wants_context:
@@ -112,6 +120,8 @@ class CallRunner:
                 )
             case HandlerKind.FUNCTION:
                 result = await self.threads.submit(invocable.target, *args)
+        if infers:
+            return response_payload(result)
         if dataclasses.is_dataclass(result) and not isinstance(result, type):
             result = dataclasses.asdict(result)
         return result

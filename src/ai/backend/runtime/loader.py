@@ -83,6 +83,16 @@ def classify(target: Callable[..., Any]) -> Invocable:
     return Invocable(target, kind, wants_context, input_type)
 
 
+def first_parameter_annotated(target: Callable[..., Any]) -> bool:
+    """Whether the first positional parameter of ``target`` has a type annotation."""
+    try:
+        parameters = list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return bool(positional) and positional[0].annotation is not inspect.Parameter.empty
+
+
 def _resolve_annotation(target: Callable[..., Any], name: str) -> Any:
     module = sys.modules.get(getattr(target, "__module__", ""), None)
     return getattr(module, name, None) if module is not None else None

@@ -1,4 +1,17 @@
-"""Envelope v1 (DESIGN.md §4.1): the unit of work that travels along a route of actors."""
+"""Envelope v1 (DESIGN.md §4.1): the unit of work that travels along a route of actors.
+
+Headers the data plane itself reads (all others are the user's, carried along unread):
+
+* ``reply-to: <gateway id>`` (:data:`REPLY_TO_HEADER`): request-reply. The envelope's final
+  outcome is also written, as a terminal job event (``kind`` ``succeeded`` with ``result``, or
+  ``failed`` with ``error``; ``job_id`` = the key the caller waits on), to the stream
+  ``bai:reply:{gateway id}`` of the gateway that waits for it. At least once: a duplicate reply
+  is harmless, the gateway ignores replies it no longer waits for.
+* ``events: off`` (:data:`EVENTS_HEADER` = :data:`EVENTS_OFF`): no job events for this
+  envelope (request-reply traffic such as KServe inference, which is no job of record). An
+  envelope with both headers that ends without a fan-out is answered by the sidecar of the actor
+  where it ends, in the commit that acknowledges it: it never reaches the crew.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +28,11 @@ ENVELOPE_VERSION: Final = 1
 # a user's route holds at most MAX_ROUTE_ACTORS - 1 actors: the sidecar appends a crew actor
 MAX_ROUTE_ACTORS: Final = 65
 MAX_FAN_OUT_DEPTH: Final = 32
+MAX_MODEL_NAME: Final = 256
+
+REPLY_TO_HEADER: Final = "reply-to"
+EVENTS_HEADER: Final = "events"
+EVENTS_OFF: Final = "off"
 
 
 def new_envelope_id() -> str:
@@ -71,6 +89,14 @@ class Route(StrictModel):
         return Route(actors=self.actors, current=self.current + 1)
 
 
+class ModelRef(StrictModel):
+    """The model of a multi-model ``App`` that an envelope is for (KServe inference);
+    ``version`` ``None``: the app's latest."""
+
+    name: str = Field(min_length=1, max_length=MAX_MODEL_NAME)
+    version: str | None = Field(default=None, min_length=1, max_length=MAX_MODEL_NAME)
+
+
 class Envelope(StrictModel):
     """What travels in the stream field ``e`` as JSON (DESIGN.md §4.1)."""
 
@@ -88,6 +114,9 @@ class Envelope(StrictModel):
     branch: list[int] = Field(default_factory=list, max_length=MAX_FAN_OUT_DEPTH)
     # Set only on envelopes bound for ``error-end``: what failed, where, at which attempt.
     error: dict[str, Any] | None = None
+    # The model of a multi-model App this envelope is for (DESIGN.md §5a); None: the actor's
+    # only handler or model.
+    model: ModelRef | None = None
 
     @property
     def job_key(self) -> str:

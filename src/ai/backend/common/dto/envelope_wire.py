@@ -19,7 +19,17 @@ import msgspec
 from msgspec import Meta
 
 from .base import RESERVED_ACTOR_NAMES
-from .envelope import MAX_FAN_OUT_DEPTH, MAX_ROUTE_ACTORS, Envelope, new_envelope_id, utcnow
+from .envelope import (
+    EVENTS_HEADER,
+    EVENTS_OFF,
+    MAX_FAN_OUT_DEPTH,
+    MAX_MODEL_NAME,
+    MAX_ROUTE_ACTORS,
+    REPLY_TO_HEADER,
+    Envelope,
+    new_envelope_id,
+    utcnow,
+)
 
 _ACTOR_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"  # check_actor_name's
 
@@ -52,6 +62,11 @@ class WireRoute(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         return [a for a in self.actors if a not in RESERVED_ACTOR_NAMES]
 
 
+class WireModelRef(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: Annotated[str, Meta(min_length=1, max_length=MAX_MODEL_NAME)]
+    version: Annotated[str, Meta(min_length=1, max_length=MAX_MODEL_NAME)] | None = None
+
+
 class WireEnvelope(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """The fields of :class:`Envelope`, in its order (the order they are written in)."""
 
@@ -71,6 +86,7 @@ class WireEnvelope(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
         default_factory=list
     )
     error: dict[str, Any] | None = None
+    model: WireModelRef | None = None
 
     def __post_init__(self) -> None:
         for value in (self.id, self.job_id, self.parent_id):
@@ -85,6 +101,16 @@ class WireEnvelope(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_o
 
     def is_expired(self, now: datetime | None = None) -> bool:
         return self.deadline_at is not None and (now or datetime.now(UTC)) >= self.deadline_at
+
+    @property
+    def reply_to(self) -> str | None:
+        """The gateway waiting for this envelope's outcome (header ``reply-to``), if any."""
+        return self.headers.get(REPLY_TO_HEADER) or None
+
+    @property
+    def events_off(self) -> bool:
+        """No job events for this envelope (header ``events: off``)."""
+        return self.headers.get(EVENTS_HEADER) == EVENTS_OFF
 
     def replace(self, **changes: Any) -> WireEnvelope:
         return msgspec.structs.replace(self, **changes)

@@ -30,7 +30,8 @@ class ItemList(ResponseModel, Generic[T]):
     next_cursor: str | None = None
 
 
-KeypairRoleName = Literal["user", "admin", "agent"]
+KeypairRoleName = Literal["user", "admin", "agent", "gateway"]
+"""``agent``: may only send heartbeats; ``gateway``: may only read the model registry."""
 
 
 class KeypairCreateRequest(StrictModel):

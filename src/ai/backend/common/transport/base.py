@@ -93,6 +93,16 @@ class FanOut:
     branch_index: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A request's final outcome for the gateway ``gateway_id`` that waits for it (header
+    ``reply-to``): ``body`` is a terminal job event (JSON). Replies are not a work queue: the
+    reply stream is trimmed to a bound, and a duplicate is ignored by the gateway."""
+
+    gateway_id: str
+    body: bytes
+
+
 @dataclass(slots=True)
 class Outcome:
     """Everything a batch of deliveries turned into, committed atomically with their acks."""
@@ -104,10 +114,13 @@ class Outcome:
     fan_outs: list[FanOut] = field(default_factory=list)
     # job events (JSON) for the events stream, written before anything else of the outcome
     events: list[bytes] = field(default_factory=list)
+    # final outcomes of requests, for the reply streams of the gateways waiting for them
+    replies: list[Reply] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (
-            self.publish
+            self.replies
+            or self.publish
             or self.delayed
             or self.dead_letters
             or self.acks
@@ -123,6 +136,7 @@ class Outcome:
         self.acks += other.acks
         self.fan_outs += other.fan_outs
         self.events += other.events
+        self.replies += other.replies
 
 
 class BranchEnded(Enum):
@@ -143,7 +157,8 @@ class BranchEnd:
     ``event`` holds the fields of the job's terminal event other than ``kind``, ``result``,
     ``error`` and ``data``, should this branch be the last one. ``branch`` is the fan-out
     position, which orders the job's results; ``fanned_out`` tells a child of fan-out
-    ``parent_id`` (whose job must have recorded that fan-out) from a job's only branch."""
+    ``parent_id`` (whose job must have recorded that fan-out) from a job's only branch;
+    ``reply_to``: the gateway that also gets the job's terminal event on its reply stream."""
 
     delivery: Delivery
     job_id: str
@@ -153,6 +168,7 @@ class BranchEnd:
     outcome: bytes
     event: Mapping[str, Any]
     parent_id: str | None = None
+    reply_to: str | None = None
 
     @property
     def fanned_out(self) -> bool:
@@ -214,26 +230,38 @@ class MessageTransport(ABC):
 
     @abstractmethod
     async def commit(self, outcome: Outcome) -> int:
-        """Write the outcome's job events (first), messages, delayed retries and dead letters,
-        and acknowledge its deliveries, all or nothing, except the job events: returns how many
-        of those the events stream refused (dropped: events never hold up the data plane)."""
+        """Write the outcome's job events (first), messages, delayed retries, dead letters and
+        replies, and acknowledge its deliveries, all or nothing, except the job events: returns
+        how many of those the events stream refused (dropped: events never hold up the data
+        plane)."""
 
     @abstractmethod
     async def end_branches(self, ends: Sequence[BranchEnd]) -> list[BranchEnded]:
         """End each branch once (by envelope id), acknowledge its delivery, and write the job's
         terminal event when it was the job's last open branch: ``succeeded`` with the result
         (``{"results": [...]}`` in branch order after a fan-out) or ``failed`` with the first
-        failed branch's error. Each branch is one atomic step with its acknowledgement."""
+        failed branch's error (also to the reply stream of the branch's ``reply_to``). Each
+        branch is one atomic step with its acknowledgement."""
 
     @abstractmethod
-    async def cancel_job(self, job_id: str, reason: str) -> JobEndResult:
+    async def cancel_job(
+        self, job_id: str, reason: str, *, keep: float | None = None
+    ) -> JobEndResult:
         """End the job as ``cancelled`` unless it has ended already: in one atomic step, set
         its end guard, add it to the cancelled jobs that consumers skip, tell them, and write
-        the ``cancelled`` event (``data.reason``)."""
+        the ``cancelled`` event (``data.reason``). Consumers skip the job's envelopes for
+        ``keep`` seconds (default and at most a day): pass the time left until the job's
+        deadline (plus a margin), after which none of its envelopes can be in flight, so the
+        set of cancelled jobs does not grow with the number of cancels."""
 
     @abstractmethod
     async def fail_job(
-        self, job_id: str, error: Mapping[str, Any], event: Mapping[str, Any]
+        self,
+        job_id: str,
+        error: Mapping[str, Any],
+        event: Mapping[str, Any],
+        *,
+        keep: float | None = None,
     ) -> JobEndResult:
         """End the job as ``failed`` with ``error`` unless it has ended already (through its end
         guard, like every terminal write), whatever its open branches: for an envelope that can

@@ -6,13 +6,15 @@ state."""
 from __future__ import annotations
 
 # Ends the branches of a batch of deliveries, each in turn, each acknowledged after its writes.
-# KEYS, four per branch: job state, job end guard, events stream, the crew's stream.
+# KEYS, five per branch: job state, job end guard, events stream, the crew's stream, the reply
+#   stream of the gateway waiting for the job (header reply-to; the events stream when none).
 # ARGV = state ttl, end ttl, the error of a job whose state was lost (JSON), the end ttl of such
-#   a job (as long as a cancel's: its other branches may still be on their way), then nine per
-#   branch: envelope id, branch field, tagged outcome ("s" + result JSON | "f" + error JSON),
-#   event head (the terminal event's JSON object without kind, result, error, data and its
-#   closing brace), fanned out ("1"/"0"), the crew's group, the delivery's entry id, the parent's
-#   id and the branch's index among its parent's children (fan-out children only).
+#   a job (as long as a cancel's: its other branches may still be on their way), the reply
+#   streams' bound and ttl, then ten per branch: envelope id, branch field, tagged outcome
+#   ("s" + result JSON | "f" + error JSON), event head (the terminal event's JSON object without
+#   kind, result, error, data and its closing brace), fanned out ("1"/"0"), the crew's group, the
+#   delivery's entry id, the parent's id, the branch's index among its parent's children
+#   (fan-out children only), and "1" when the terminal event also goes to the reply stream.
 # Returns per branch: open branches left (>= 0), -1 not a branch to count (ended already, or the
 # duplicate of a fan-out that went another way), -2 the job's terminal event written, -3 the job
 # had ended already, -4 the job's state was lost: ended failed.
@@ -23,13 +25,17 @@ from __future__ import annotations
 # nor is the end of an envelope whose fan-out was counted (its children are its branches).
 END_BRANCHES = """
 local state_ttl, end_ttl, lost_error = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local lost_ttl = tonumber(ARGV[4])
+local lost_ttl, reply_maxlen, reply_ttl = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 
 local function finish(k, a, kind, body, branches, ttl)
   redis.call('SET', KEYS[k + 2], kind, 'EX', ttl)
-  redis.call('XADD', KEYS[k + 3], '*', 'ev',
-             ARGV[a + 3] .. ',"kind":"' .. kind .. '",' .. body
-             .. ',"data":{"branches":' .. branches .. '}}')
+  local event = ARGV[a + 3] .. ',"kind":"' .. kind .. '",' .. body
+                .. ',"data":{"branches":' .. branches .. '}}'
+  redis.call('XADD', KEYS[k + 3], '*', 'ev', event)
+  if ARGV[a + 9] == '1' then
+    redis.call('XADD', KEYS[k + 5], 'MAXLEN', '~', reply_maxlen, '*', 'ev', event)
+    redis.call('EXPIRE', KEYS[k + 5], reply_ttl)
+  end
   redis.call('DEL', KEYS[k + 1])
 end
 
@@ -90,8 +96,8 @@ local function end_branch(k, a)
 end
 
 local answers = {}
-for i = 0, #KEYS / 4 - 1 do
-  local k, a = i * 4, 5 + i * 9
+for i = 0, #KEYS / 5 - 1 do
+  local k, a = i * 5, 7 + i * 10
   answers[i + 1] = end_branch(k, a)
   redis.call('XACK', KEYS[k + 4], ARGV[a + 5], ARGV[a + 6])
 end
@@ -99,10 +105,11 @@ return answers
 """
 
 # Ends a job as ARGV[1] (``cancelled`` or ``failed``) unless it has ended: end guard, state
-# dropped, the job added to the set of jobs whose envelopes consumers skip (scored by Redis time,
-# entries older than the ttl pruned) and the news published, then the event.
+# dropped, the job added to the set of jobs whose envelopes consumers skip, scored by when it may
+# be forgotten (Redis time + ARGV[6] seconds: once no envelope of the job can be in flight),
+# entries due to be forgotten pruned, and the news published, then the event.
 # KEYS = job end guard, job state, skip (cancel) set, events stream.
-# ARGV = kind, ttl, event JSON, job id, cancel channel.
+# ARGV = kind, ttl, event JSON, job id, cancel channel, seconds to keep the skip entry.
 # Returns {1, kind}, or {0, the kind the job had ended as}.
 END_JOB = """
 local ended = redis.call('GET', KEYS[1])
@@ -112,9 +119,10 @@ redis.call('SET', KEYS[1], kind, 'EX', ttl)
 redis.call('DEL', KEYS[2])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-redis.call('ZADD', KEYS[3], now, ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
-redis.call('PUBLISH', ARGV[5], string.format('%.6f', now) .. ' ' .. ARGV[4])
+local forget_at = now + tonumber(ARGV[6])
+redis.call('ZADD', KEYS[3], forget_at, ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+redis.call('PUBLISH', ARGV[5], string.format('%.6f', forget_at) .. ' ' .. ARGV[4])
 redis.call('XADD', KEYS[4], '*', 'ev', ARGV[3])
 return {1, kind}
 """

@@ -14,6 +14,11 @@ JOB_END_TTL_SECONDS = 3600
 # how long a cancel is remembered (end guard and cancel set): a cancelled job's envelopes are not
 # duplicates, they go on arriving until its backlog drains, so as long as an open job's state
 CANCEL_TTL_SECONDS = JOB_STATE_TTL_SECONDS
+# A reply stream (request-reply, DESIGN.md §4.2) is no work queue: its gateway reads and trims it
+# as replies come, so these only bound what a gateway that is slow or gone leaves behind. Each
+# write trims it to about REPLY_MAXLEN entries and renews its expiry.
+REPLY_MAXLEN = 10_000
+REPLY_TTL_SECONDS = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,8 @@ class RedisKeys:
         return f"{self.prefix}events"
 
     def reply(self, gateway_id: str) -> str:
+        """Stream of the final outcomes of requests a gateway waits for (header ``reply-to``),
+        field ``ev``: terminal job events."""
         return f"{self.prefix}reply:{gateway_id}"
 
     @property

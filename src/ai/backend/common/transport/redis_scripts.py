@@ -48,7 +48,8 @@ return {moved, dead, stayed, dropped}
 #   events (events key, event field, then the count of events and the events),
 #   fan-outs (state key, end key, parent id, children, the parent's own parent id or "", its
 #   index there)*, publish (key, body)*,
-#   delayed (score, member)*, dead letters (key, body, error JSON)*, acks (key, group, n, id*n)*
+#   delayed (score, member)*, dead letters (key, body, error JSON)*, then the reply streams'
+#   bound and ttl and the replies (key, body)*, acks (key, group, n, id*n)*
 # A fan-out is counted once per parent (field f:<parent> = its number of children), and only
 # while the parent is a branch: not once the job has ended or the parent's own branch has (a
 # duplicate that went another way), nor when the parent is a child beyond, or outside, the
@@ -93,6 +94,12 @@ end
 for _ = 1, tonumber(take()) do
   local k, body = tonumber(take()), take()
   redis.call('XADD', KEYS[k], '*', field, body, 'err', take(), 'at', now)
+end
+local reply_maxlen, reply_ttl = take(), take()
+for _ = 1, tonumber(take()) do
+  local k = tonumber(take())
+  redis.call('XADD', KEYS[k], 'MAXLEN', '~', reply_maxlen, '*', 'ev', take())
+  redis.call('EXPIRE', KEYS[k], reply_ttl)
 end
 for _ = 1, tonumber(take()) do
   local k, group, n = tonumber(take()), take(), tonumber(take())

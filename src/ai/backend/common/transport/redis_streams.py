@@ -42,6 +42,8 @@ from .redis_keys import (
     DEFAULT_PREFIX,
     JOB_END_TTL_SECONDS,
     JOB_STATE_TTL_SECONDS,
+    REPLY_MAXLEN,
+    REPLY_TTL_SECONDS,
     RedisKeys,
 )
 from .redis_scripts import (
@@ -132,7 +134,7 @@ def now_iso() -> str:
 
 
 def parse_cancel_notice(data: bytes | str) -> tuple[str, float]:
-    """``(job id, score)`` of a message on the cancel channel."""
+    """``(job id, when it may be forgotten)`` of a message on the cancel channel."""
     score, _, job_id = _text(data).partition(" ")
     return job_id, float(score)
 
@@ -312,6 +314,9 @@ class RedisStreamsTransport(MessageTransport):
         for letter in outcome.dead_letters:
             error = json.dumps(dict(letter.error), default=str).encode()
             args += [key(self.keys.dead_letters(letter.queue)), letter.body, error]
+        args += [REPLY_MAXLEN, REPLY_TTL_SECONDS, len(outcome.replies)]
+        for reply in outcome.replies:
+            args += [key(self.keys.reply(reply.gateway_id)), reply.body]
         acks: dict[str, list[str]] = {}
         for delivery in outcome.acks:
             acks.setdefault(delivery.queue, []).append(delivery.message_id)
@@ -329,6 +334,8 @@ class RedisStreamsTransport(MessageTransport):
             self.job_end_ttl,
             wire_json.dumps(JOB_STATE_LOST_ERROR),
             CANCEL_TTL_SECONDS,
+            REPLY_MAXLEN,
+            REPLY_TTL_SECONDS,
         ]
         for end in ends:
             keys += [
@@ -336,6 +343,7 @@ class RedisStreamsTransport(MessageTransport):
                 self.keys.job_end(end.job_id),
                 self.keys.events,
                 self.keys.actor_stream(end.delivery.queue),
+                self.keys.reply(end.reply_to) if end.reply_to else self.keys.events,
             ]
             args += [
                 end.envelope_id,
@@ -347,16 +355,24 @@ class RedisStreamsTransport(MessageTransport):
                 end.delivery.message_id,
                 end.parent_id or "",
                 end.branch[-1] if end.branch else 0,
+                "1" if end.reply_to else "0",
             ]
         answers = await self._end_branches(keys=keys, args=args)
         return [_BRANCH_ANSWERS.get(int(a), BranchEnded.OPEN) for a in answers]
 
-    async def cancel_job(self, job_id: str, reason: str) -> JobEndResult:
+    async def cancel_job(
+        self, job_id: str, reason: str, *, keep: float | None = None
+    ) -> JobEndResult:
         event = {"job_id": job_id, "kind": "cancelled", "data": {"reason": reason}, "at": now_iso()}
-        return await self._end(job_id, "cancelled", event, CANCEL_TTL_SECONDS)
+        return await self._end(job_id, "cancelled", event, keep)
 
     async def fail_job(
-        self, job_id: str, error: Mapping[str, Any], event: Mapping[str, Any]
+        self,
+        job_id: str,
+        error: Mapping[str, Any],
+        event: Mapping[str, Any],
+        *,
+        keep: float | None = None,
     ) -> JobEndResult:
         failed = {
             "job_id": job_id,
@@ -366,11 +382,12 @@ class RedisStreamsTransport(MessageTransport):
             "at": now_iso(),
         }
         # its other branches may still be on their way: remembered, and skipped, like a cancel
-        return await self._end(job_id, "failed", failed, CANCEL_TTL_SECONDS)
+        return await self._end(job_id, "failed", failed, keep)
 
     async def _end(
-        self, job_id: str, kind: str, event: Mapping[str, Any], ttl: int
+        self, job_id: str, kind: str, event: Mapping[str, Any], keep: float | None
     ) -> JobEndResult:
+        keep_for = CANCEL_TTL_SECONDS if keep is None else min(max(keep, 1.0), CANCEL_TTL_SECONDS)
         ended, ended_as = await self._end_job(
             keys=[
                 self.keys.job_end(job_id),
@@ -378,14 +395,22 @@ class RedisStreamsTransport(MessageTransport):
                 self.keys.cancel,
                 self.keys.events,
             ],
-            args=[kind, ttl, wire_json.dumps(dict(event)), job_id, self.keys.cancel],
+            args=[
+                kind,
+                CANCEL_TTL_SECONDS,
+                wire_json.dumps(dict(event)),
+                job_id,
+                self.keys.cancel,
+                f"{keep_for:.3f}",
+            ],
         )
         return JobEndResult(ended=bool(ended), ended_as=_text(ended_as))
 
-    async def cancelled_since(self, score: float) -> list[tuple[str, float]]:
-        """Jobs cancelled at or after ``score`` (Redis time), oldest first."""
+    async def cancels_in_force(self, now: float) -> list[tuple[str, float]]:
+        """Jobs whose envelopes are skipped, with when each may be forgotten (Redis time),
+        those not due by ``now``."""
         members: Any = await self._redis.zrangebyscore(
-            self.keys.cancel, score, "+inf", withscores=True
+            self.keys.cancel, now, "+inf", withscores=True
         )
         return [(_text(job_id), float(at)) for job_id, at in members]
 

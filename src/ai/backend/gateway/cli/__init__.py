@@ -7,6 +7,7 @@ import click
 from ai.backend.common.cli.config_command import make_config_group
 
 from ..config import load_gateway_config
+from .server import start_server
 
 
 @click.group(name="gw")
@@ -15,3 +16,4 @@ def main() -> None:
 
 
 main.add_command(make_config_group("gateway", load_gateway_config))
+main.add_command(start_server)

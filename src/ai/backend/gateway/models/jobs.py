@@ -16,7 +16,19 @@ class JobRow(Base):
     conditional UPDATE ``WHERE status IN ('pending', 'running')``)."""
 
     __tablename__ = "jobs"
-    __table_args__ = (sa.Index("ix_jobs_status_created_at", "status", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_jobs_status_created_at", "status", "created_at"),
+        sa.Index(
+            "ix_jobs_unpublished",
+            "created_at",
+            postgresql_where=sa.text("published_at IS NULL"),
+        ),
+        sa.Index(
+            "ix_jobs_open_deadline",
+            "deadline_at",
+            postgresql_where=sa.text("status IN ('pending', 'running')"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     tool: Mapped[str | None] = mapped_column(sa.String(128))
@@ -30,6 +42,12 @@ class JobRow(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=now_default())
     deadline_at: Mapped[datetime | None]
     owner: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    # the newest event's seq (events are numbered 1, 2, ... under the job row's lock)
+    last_seq: Mapped[int] = mapped_column(sa.Integer, server_default=sa.text("0"))
+    # partials stored; past ``[jobs] max_partials`` the rest are coalesced (not stored one by one)
+    partials: Mapped[int] = mapped_column(sa.Integer, server_default=sa.text("0"))
+    # when the first envelope was confirmed published; NULL: publish again (or fail) later
+    published_at: Mapped[datetime | None]
 
 
 class JobEventRow(Base):
@@ -44,3 +62,6 @@ class JobEventRow(Base):
     kind: Mapped[JobEventKind] = mapped_column(enum_column_type(JobEventKind, "job_event_kind"))
     data: Mapped[dict[str, Any]] = mapped_column(server_default=sa.text("'{}'::jsonb"))
     at: Mapped[datetime] = mapped_column(server_default=now_default())
+    # the ``bai:events`` entry it came from (NULL: written by the gateway itself), so that an
+    # entry delivered twice is applied once
+    entry_id: Mapped[str | None] = mapped_column(sa.String(40), unique=True)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ai.backend.common.web import json_response, read_body
+
 from ..services.auth import require_user
-from .context import caller, context, json_response, list_response
-from .middlewares import read_body
+from .context import caller, context, list_response
 
 
 async def list_agents(request: web.Request) -> web.Response:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from ai.backend.common.dto.manager_api import KeypairInfo
+from ai.backend.common.web import json_response
 
 from ..services.actors import ActorService
 from ..services.agents import AgentService
+from ..services.api_tokens import ApiTokenService
 from ..services.auth import AuthService
 from ..services.control_loop import ControlLoop, Leadership
 from ..services.keypairs import KeypairService
@@ -26,6 +27,7 @@ class ManagerContext:
     actors: ActorService
     agents: AgentService
     keypairs: KeypairService
+    tokens: ApiTokenService
     models: ModelService
     leader: Leadership
     control: ControlLoop
@@ -34,7 +36,7 @@ class ManagerContext:
 
 
 CONTEXT_KEY = web.AppKey("manager_context", ManagerContext)
-KEYPAIR_KEY = "keypair"
+KEYPAIR_KEY = web.RequestKey("keypair", KeypairInfo)
 
 
 def context(request: web.Request) -> ManagerContext:
@@ -49,9 +51,3 @@ def caller(request: web.Request) -> KeypairInfo:
 def list_response(items: Sequence[BaseModel]) -> web.Response:
     """``{"items": [...], "next_cursor": null}``: every list of the API has this shape."""
     return json_response({"items": [i.model_dump(mode="json") for i in items], "next_cursor": None})
-
-
-def json_response(body: Any, *, status: int = 200) -> web.Response:
-    from ai.backend.common.json import dumps
-
-    return web.Response(body=dumps(body), status=status, content_type="application/json")

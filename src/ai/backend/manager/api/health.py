@@ -5,7 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .context import context, json_response
+from ai.backend.common.web import json_response
+
+from .context import context
 
 
 async def health(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ from ..config import load_manager_config
 from .keypair import keypair
 from .schema import schema
 from .server import start_server
+from .token import token
 
 
 @click.group(name="mgr")
@@ -20,4 +21,5 @@ def main() -> None:
 main.add_command(make_config_group("manager", load_manager_config))
 main.add_command(schema)
 main.add_command(keypair)
+main.add_command(token)
 main.add_command(start_server)

@@ -45,10 +45,10 @@ def keypair() -> None:
 @click.option(
     "--role",
     "role",
-    type=click.Choice(["user", "admin", "agent"]),
+    type=click.Choice(["user", "admin", "agent", "gateway"]),
     default="user",
     show_default=True,
-    help="agent: may only send heartbeats",
+    help="agent: may only send heartbeats; gateway: may only read the model registry",
 )
 @click.option("--user", "user_name", default=None, help="whose keypair (default: the role)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")

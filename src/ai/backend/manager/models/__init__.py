@@ -4,7 +4,7 @@ from ai.backend.common.db.base import Base
 
 from .actors import ActorRow, ReplicaRow, SchedulerEventRow
 from .agents import AgentRow
-from .keypairs import KeypairRow
+from .keypairs import ApiTokenRow, KeypairRow
 from .model_registry import ModelRow
 
 metadata = Base.metadata
@@ -12,6 +12,7 @@ metadata = Base.metadata
 __all__ = [
     "ActorRow",
     "AgentRow",
+    "ApiTokenRow",
     "KeypairRow",
     "ModelRow",
     "ReplicaRow",

@@ -47,9 +47,17 @@ def require_admin(keypair: KeypairInfo) -> None:
 
 
 def require_user(keypair: KeypairInfo) -> None:
-    """Agents' keypairs may only send heartbeats."""
+    """Agents' keypairs may only send heartbeats; gateways' may only read the model registry."""
     if keypair.role == "agent":
         raise RoleNotAllowed("an agent keypair may only send heartbeats")
+    if keypair.role == "gateway":
+        raise RoleNotAllowed("a gateway keypair may only read the model registry")
+
+
+def require_registry_reader(keypair: KeypairInfo) -> None:
+    """Users, admins and gateways read the model registry; agents do not."""
+    if keypair.role != "gateway":
+        require_user(keypair)
 
 
 def require_agent(keypair: KeypairInfo) -> None:

@@ -94,6 +94,7 @@ class CrewMember:
             outcome=wire_json.dumps(outcome),
             event=event,
             parent_id=envelope.parent_id,
+            reply_to=envelope.reply_to,
         )
 
     async def _end_branches(self, ends: list[BranchEnd]) -> list[BranchEnded]:

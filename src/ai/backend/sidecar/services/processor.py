@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ai.backend.common.dto.actor_spec import ActorSpec
-from ai.backend.common.dto.base import summarize_validation_error
+from ai.backend.common.dto.base import HAPPY_END, summarize_validation_error
 from ai.backend.common.dto.envelope_wire import WireEnvelope, decode_envelope
 from ai.backend.common.dto.job_event import ErrorCode
 from ai.backend.common.framing import FrameTooLarge
@@ -30,6 +30,7 @@ from ..clients.runtime import ActorRuntime, RuntimeUnavailable
 from ..metrics import SidecarMetrics
 from .events import EventPublisher, event_fields
 from .failures import CallFailure, Verdict, decide
+from .replies import answered_here, failed_reply, succeeded_reply
 from .retrying import RedisRetrier
 from .routing import RoutingError, retry_envelope, successors, to_error_end
 
@@ -67,7 +68,12 @@ async def fail_and_dead_letter(
     Both steps are idempotent: a redelivery finds the job ended and adds the same dead letter."""
     error = failure.to_error(actor=actor, attempt=envelope.attempt)
     await retrier.call("failing a job", lambda: transport.fail_job(envelope.job_key, error, event))
-    return Outcome(dead_letters=[DeadLetter(delivery.queue, delivery.body, error)], acks=[delivery])
+    outcome = Outcome(
+        dead_letters=[DeadLetter(delivery.queue, delivery.body, error)], acks=[delivery]
+    )
+    if envelope.reply_to:  # whoever waits hears of it now, not at its timeout
+        outcome.replies.append(failed_reply(envelope.reply_to, envelope, actor, error))
+    return outcome
 
 
 class ActorProcessor:
@@ -112,7 +118,8 @@ class ActorProcessor:
                 ErrorCode.TIMEOUT, "the job's deadline passed before the call", reason="timeout"
             )
             return self._fail(delivery, envelope, failure, dead_letter=False)
-        self.events.emit(event_fields(envelope, "running", actor))
+        if not envelope.events_off:
+            self.events.emit(event_fields(envelope, "running", actor))
         answer, streamed = await self._call(delivery, envelope)
         if streamed:
             # partials and progress reach bai:events before anything that may end the job
@@ -121,6 +128,14 @@ class ActorProcessor:
             return self._after_failure(delivery, envelope, answer)
         self.metrics.processed.inc()
         children, fanned_out = successors(envelope, answer)
+        gateway_id = answered_here(envelope)
+        if (
+            gateway_id is not None
+            and not fanned_out
+            and children[0].route.current_actor == HAPPY_END
+        ):
+            reply = succeeded_reply(gateway_id, envelope, actor, children[0].payload)
+            return Outcome(replies=[reply], acks=[delivery])
         outcome = Outcome(
             publish=[(c.route.current_actor, c.to_json_bytes()) for c in children],
             acks=[delivery],
@@ -144,6 +159,7 @@ class ActorProcessor:
         streamed (partials, progress), 0 if none."""
         streamed = 0
         call_id = delivery.message_id
+        events_off = envelope.events_off
         frame: dict[str, Any] = {
             "type": "call",
             "id": call_id,
@@ -155,12 +171,17 @@ class ActorProcessor:
             "attempt": envelope.attempt,
             "deadline_at": envelope.deadline_at.isoformat() if envelope.deadline_at else None,
         }
+        if envelope.model is not None:
+            frame["model"] = envelope.model.name
+            frame["version"] = envelope.model.version
         timeout = self.timeout
         if envelope.deadline_at is not None:
             remaining = (envelope.deadline_at - datetime.now(UTC)).total_seconds()
             timeout = max(min(timeout, remaining), 0.001)
 
         def on_frame(message: dict[str, Any]) -> None:
+            if events_off:
+                return
             kind = message.get("type")
             event = event_fields(envelope, str(kind), self.spec.name)
             if kind == "partial":
@@ -248,10 +269,15 @@ class ActorProcessor:
         reason: str | None = None,
     ) -> Outcome:
         error = failure.to_error(actor=self.spec.name, attempt=envelope.attempt, reason=reason)
-        failed = to_error_end(envelope, error)
-        outcome = Outcome(
-            publish=[(failed.route.current_actor, failed.to_json_bytes())], acks=[delivery]
-        )
+        gateway_id = answered_here(envelope)
+        if gateway_id is not None:
+            reply = failed_reply(gateway_id, envelope, self.spec.name, error)
+            outcome = Outcome(replies=[reply], acks=[delivery])
+        else:
+            failed = to_error_end(envelope, error)
+            outcome = Outcome(
+                publish=[(failed.route.current_actor, failed.to_json_bytes())], acks=[delivery]
+            )
         if dead_letter:
             self.metrics.dead_lettered.inc()
             outcome.dead_letters.append(DeadLetter(delivery.queue, delivery.body, error))

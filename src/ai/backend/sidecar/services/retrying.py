@@ -3,12 +3,11 @@ retrier that repeats a transport call for as long as it fails transiently."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from ai.backend.common.aio import Backoff
 from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.base import MessageTransport
 
@@ -18,29 +17,7 @@ log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 
 T = TypeVar("T")
 
-BACKOFF_MIN = 0.05
-BACKOFF_MAX = 2.0
-
-
-class Backoff:
-    """Waits ``BACKOFF_MIN`` · 2ⁿ seconds (capped at ``BACKOFF_MAX``, ±20 % jitter so that
-    replicas do not retry in step) before the n-th retry."""
-
-    def __init__(self, minimum: float = BACKOFF_MIN, maximum: float = BACKOFF_MAX) -> None:
-        self.minimum = minimum
-        self.maximum = maximum
-        self.attempts = 0
-
-    def next_delay(self) -> float:
-        delay = min(self.minimum * 2**self.attempts, self.maximum)
-        self.attempts += 1
-        return delay * random.uniform(0.8, 1.2)
-
-    async def wait(self) -> None:
-        await asyncio.sleep(self.next_delay())  # a retry timer, not synchronisation
-
-    def reset(self) -> None:
-        self.attempts = 0
+__all__ = ["Backoff", "RedisRetrier"]
 
 
 class RedisRetrier:

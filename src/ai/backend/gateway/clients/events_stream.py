@@ -1,0 +1,166 @@
+"""The job events stream ``bai:events`` as the gateways read it: one persisting consumer group
+(``gateways``) whose consumers are the gateway replicas, so that each event is applied by one of
+them; entries a dead gateway left unacknowledged are taken over after ``claim_idle``. The stream
+is trimmed only below what the group has acknowledged. Stored events are announced on a pub/sub
+channel so that every replica can feed its own live listeners."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from ai.backend.common.transport.redis_keys import RedisKeys
+from ai.backend.common.transport.redis_streams import EVENT_FIELD
+
+GROUP = "gateways"
+_START = "0-0"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _after(entry_id: str) -> str:
+    ms, seq = _id_key(entry_id)
+    return f"{ms}-{seq + 1}"
+
+
+@dataclass(frozen=True, slots=True)
+class EventEntry:
+    entry_id: str
+    body: bytes
+
+
+class EventsStreamClient:
+    def __init__(self, redis: Redis, keys: RedisKeys, consumer: str) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._consumer = consumer
+        self._claim_cursor = _START
+
+    @property
+    def stream(self) -> str:
+        return self._keys.events
+
+    @property
+    def stored_channel(self) -> str:
+        """Pub/sub channel announcing events once stored (with their ``seq``)."""
+        return f"{self._keys.prefix}jobs:stored"
+
+    async def ensure_group(self) -> None:
+        """Create the group from the stream's start (idempotent): events written before any
+        gateway ran are applied too."""
+        try:
+            await self._redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+        await self._redis.xgroup_createconsumer(self.stream, GROUP, self._consumer)
+
+    def _entries(self, raw: Any) -> list[EventEntry]:
+        entries: list[EventEntry] = []
+        for entry_id, fields in raw or ():
+            if fields is None:  # deleted meanwhile (trimmed): nothing to apply
+                continue
+            entries.append(EventEntry(_text(entry_id), fields.get(EVENT_FIELD, b"")))
+        return entries
+
+    async def read(
+        self, *, count: int, block: float | None, own_pending: bool = False
+    ) -> list[EventEntry]:
+        """New entries for this gateway, waiting up to ``block`` seconds for the first; with
+        ``own_pending``, instead the entries this consumer was handed and has not acknowledged
+        (what it held when it last stopped)."""
+        try:
+            response: Any = await self._redis.xreadgroup(
+                GROUP,
+                self._consumer,
+                {self.stream: "0" if own_pending else ">"},
+                count=count,
+                block=None if block is None else int(block * 1000),
+            )
+        except ResponseError as e:
+            if "NOGROUP" not in str(e):
+                raise
+            await self.ensure_group()
+            return []
+        entries: list[EventEntry] = []
+        for _stream, raw in response or ():
+            entries += self._entries(raw)
+        return entries
+
+    async def claim_idle(self, *, min_idle: float, count: int) -> list[EventEntry]:
+        """Entries left pending by any gateway for ``min_idle`` seconds (one that died)."""
+        try:
+            response: Any = await self._redis.xautoclaim(
+                self.stream,
+                GROUP,
+                self._consumer,
+                int(min_idle * 1000),
+                start_id=self._claim_cursor,
+                count=count,
+            )
+        except ResponseError as e:
+            if "NOGROUP" not in str(e):
+                raise
+            await self.ensure_group()
+            return []
+        self._claim_cursor = _text(response[0])
+        return self._entries(response[1])
+
+    async def ack(self, entry_ids: Sequence[str]) -> None:
+        if entry_ids:
+            await self._redis.xack(self.stream, GROUP, *entry_ids)
+
+    async def trim(self) -> int:
+        """Drop entries below what every group of the stream has acknowledged: below the
+        oldest pending entry and never past the last delivered one. Returns how many."""
+        try:
+            groups: Any = await self._redis.xinfo_groups(self.stream)
+        except ResponseError:
+            return 0
+        if not groups:
+            return 0  # nobody persists the events yet: keep them all
+        keep_from: str | None = None
+        for group in groups:
+            candidate = _after(_text(group["last-delivered-id"]))
+            if int(group["pending"]):
+                summary: Any = await self._redis.xpending(self.stream, _text(group["name"]))
+                candidate = min(candidate, _text(summary["min"]), key=_id_key)
+            keep_from = candidate if keep_from is None else min(keep_from, candidate, key=_id_key)
+        assert keep_from is not None
+        return int(await self._redis.xtrim(self.stream, minid=keep_from, approximate=False))
+
+    async def lag(self) -> int | None:
+        """Entries not yet delivered to the gateways' group (``None`` when unknown)."""
+        try:
+            groups: Any = await self._redis.xinfo_groups(self.stream)
+        except ResponseError:
+            return None
+        for group in groups:
+            if _text(group["name"]) == GROUP:
+                lag = group.get("lag")
+                return None if lag is None else int(lag)
+        return None
+
+    async def announce(self, message: bytes) -> None:
+        await self._redis.publish(self.stored_channel, message)
+
+    async def announcements(self) -> AsyncIterator[bytes | None]:
+        """Messages of the stored-events channel; ``None`` first, once subscribed (and again
+        after each re-subscription, so the reader can catch up on what it may have missed)."""
+        async with self._redis.pubsub() as pubsub:
+            await pubsub.subscribe(self.stored_channel)
+            yield None
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    yield message["data"]

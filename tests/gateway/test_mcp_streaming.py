@@ -1,0 +1,166 @@
+"""Long tool calls over MCP against real actors: a 15-hop chain streams its progress to both SDK
+generations, a call that outlasts the tool's wait answers with a job handle that ``get_job`` and
+``cancel_job`` work on, and each era's cancellation cancels the job (legacy
+``notifications/cancelled``, modern: the client going away)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import examples.pipeline  # noqa: F401  (the replicas' handlers: Pants packs them with this)
+import pytest
+
+from ai.backend.testutils.control_plane import Cluster
+from ai.backend.testutils.gateway import RunningGateway, deploy, gateway_for, write_tools
+from ai.backend.testutils.mcp import MCP1_CLIENT, MCP2_CLIENT, RawMcp, run_client
+from ai.backend.testutils.waiting import wait_until
+
+HOPS = 15
+VALUE = {"value": {"type": "integer"}}
+TOOLS: list[dict[str, Any]] = [
+    {
+        "name": "chain",
+        "description": "Doubles a number fifteen times.",
+        "parameters": VALUE,
+        "required": ["value"],
+        "route": ["doubler"] * HOPS,
+        "progress": True,
+        "timeout": "60s",
+        "wait": "50s",
+    },
+    {
+        # 15 hops of 200 ms: still running when the clients below give up after 1 s
+        "name": "slow_chain",
+        "description": "Doubles a number fifteen times, slowly.",
+        "parameters": VALUE,
+        "required": ["value"],
+        "route": ["slow-doubler"] * HOPS,
+        "progress": True,
+        "timeout": "60s",
+        "wait": "50s",
+    },
+    {
+        "name": "slow_chain_handle",
+        "description": "slow_chain that answers with its job handle after a second.",
+        "parameters": VALUE,
+        "required": ["value"],
+        "route": ["slow-doubler"] * HOPS,
+        "timeout": "60s",
+        "wait": "1s",
+    },
+]
+SLOW_CALL: dict[str, Any] = {"op": "call", "tool": "slow_chain", "arguments": {"value": 1}}
+
+
+@pytest.fixture
+async def gateway(cluster: Cluster, tmp_path: Path) -> RunningGateway:
+    """A gateway with :data:`TOOLS`, on ``doubler`` and ``slow-doubler`` replicas."""
+    await cluster.add_agent("node-1")
+    await deploy(cluster, "doubler", "examples.pipeline:double", concurrency=8)
+    await deploy(cluster, "slow-doubler", "examples.pipeline:double_slowly", concurrency=8)
+    return await gateway_for(cluster, write_tools(tmp_path / "tools.yaml", TOOLS))
+
+
+@pytest.fixture
+async def mcp(gateway: RunningGateway) -> AsyncIterator[RawMcp]:
+    async with aiohttp.ClientSession() as session:
+        yield RawMcp(session, f"{gateway.url}/mcp")
+
+
+async def _jobs_of(gateway: RunningGateway, tool: str) -> list[dict[str, Any]]:
+    status, page = await gateway.get("/v1/jobs?limit=100")
+    assert status == 200, page
+    return [job for job in page["items"] if job["tool"] == tool]
+
+
+async def _all_cancelled(gateway: RunningGateway, tool: str, count: int) -> None:
+    async def cancelled() -> bool:
+        jobs = await _jobs_of(gateway, tool)
+        return len(jobs) == count and all(job["status"] == "cancelled" for job in jobs)
+
+    await wait_until(cancelled, what=f"{count} {tool} job(s) cancelled", timeout=30)
+
+
+def _check_chain(outcome: dict[str, Any]) -> None:
+    assert outcome["result"]["structuredContent"] == {"value": 2**HOPS}
+    values = [value for value, _, _ in outcome["progress"]]
+    assert len(values) >= HOPS
+    assert values == sorted(values) and len(set(values)) == len(values)
+    assert values[-1] == HOPS
+    assert {total for _, total, _ in outcome["progress"]} == {HOPS}
+
+
+async def test_a_15_hop_chain_streams_increasing_progress_to_both_sdk_generations(
+    gateway: RunningGateway,
+) -> None:
+    call = {"op": "call", "tool": "chain", "arguments": {"value": 1}, "progress": True}
+    url = f"{gateway.url}/mcp"
+    _check_chain((await run_client(MCP1_CLIENT, url, [call])).results[0])
+    _check_chain((await run_client(MCP2_CLIENT, url, [call], mode="auto")).results[0])
+
+
+async def test_a_legacy_cancel_notification_cancels_the_job(gateway: RunningGateway) -> None:
+    operations = [{**SLOW_CALL, "progress": True, "cancel": True}, {"op": "ping"}]
+    report = await run_client(MCP1_CLIENT, f"{gateway.url}/mcp", operations)
+    cancelled_call, ping = report.results
+    assert cancelled_call["result"]["isError"] is True
+    assert "cancelled" in cancelled_call["result"]["content"][0]["text"]
+    assert ping == {"result": {}}
+    await _all_cancelled(gateway, "slow_chain", 1)
+
+
+async def test_the_mcp2_legacy_client_cancels_the_job_when_its_call_times_out(
+    gateway: RunningGateway,
+) -> None:
+    operations = [{**SLOW_CALL, "progress": True, "timeout": 1.0}, {"op": "ping"}]
+    report = await run_client(MCP2_CLIENT, f"{gateway.url}/mcp", operations, mode="legacy")
+    timed_out, ping = report.results
+    assert timed_out["error"]["code"] == -32001  # the SDK's own timeout
+    assert ping == {"result": {}}
+    await _all_cancelled(gateway, "slow_chain", 1)
+
+
+async def test_a_modern_client_that_goes_away_cancels_the_job(gateway: RunningGateway) -> None:
+    operations = [
+        {**SLOW_CALL, "progress": True, "timeout": 1.0},  # answered with SSE
+        {**SLOW_CALL, "timeout": 1.0},  # answered with JSON
+    ]
+    report = await run_client(MCP2_CLIENT, f"{gateway.url}/mcp", operations, mode="2026-07-28")
+    assert [outcome["error"]["code"] for outcome in report.results] == [-32001, -32001]
+    await _all_cancelled(gateway, "slow_chain", 2)
+
+
+async def test_a_call_past_its_wait_answers_a_handle_for_get_job_and_cancel_job(
+    mcp: RawMcp, gateway: RunningGateway
+) -> None:
+    reply = await mcp.modern("tools/call", {"name": "slow_chain_handle", "arguments": {"value": 1}})
+    assert reply.status == 200
+    handle = reply.body["result"]["structuredContent"]
+    job_id = handle["job_id"]
+    assert handle["status"] in ("pending", "running")
+    assert handle == {
+        "job_id": job_id,
+        "status": handle["status"],
+        "status_url": f"{gateway.url}/v1/jobs/{job_id}",
+        "stream_url": f"{gateway.url}/v1/jobs/{job_id}/events",
+    }
+    assert reply.body["result"]["isError"] is False
+
+    read = await mcp.modern("tools/call", {"name": "get_job", "arguments": {"job_id": job_id}})
+    job = read.body["result"]["structuredContent"]
+    assert (job["id"], job["status"], job["tool"]) == (job_id, "running", "slow_chain_handle")
+
+    cancel = {"name": "cancel_job", "arguments": {"job_id": job_id}}
+    cancelled = (await mcp.modern("tools/call", cancel)).body["result"]
+    assert (cancelled["isError"], cancelled["structuredContent"]["status"]) == (False, "cancelled")
+    again = (await mcp.modern("tools/call", cancel)).body["result"]
+    assert again["isError"] is True
+    assert again["content"][0]["text"] == f"job {job_id} has already ended as cancelled"
+
+    unknown = {"name": "get_job", "arguments": {"job_id": "no-such-job"}}
+    assert (await mcp.modern("tools/call", unknown)).body["result"]["isError"] is True
+    missing = (await mcp.modern("tools/call", {"name": "get_job", "arguments": {}})).body
+    assert "job_id" in missing["result"]["content"][0]["text"]
