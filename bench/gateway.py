@@ -27,7 +27,9 @@ Redis key prefix of its own, removed at the end (also on Ctrl-C / SIGTERM). Part
   ``ratio_to_kserve`` = our req/s ÷ the ModelServer's (per run; the median over runs).
 * ``mcp``: ``--mcp-calls`` sequential ``tools/call`` of the tool ``noop`` (route ``[noop]``,
   ``wait: 30s``) in the 2026-07-28 era without a progressToken (the JSON, wait path) on one
-  keep-alive connection of a plain aiohttp client; round-trip percentiles.
+  keep-alive connection of a plain aiohttp client; round-trip percentiles, CPU ms per call of
+  each process, and ``stages_ms``: medians from the database of insert → the sidecar's
+  ``running`` event → ``happy-end``'s ``succeeded`` event → the gateway storing it.
 
 ``--repeat N`` runs each part N times on the same platform (after one warm-up per part) and
 reports each figure's median; the runs under ``runs``. Progress goes to stderr; stdout gets one
@@ -42,6 +44,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import sys
 import time
 import uuid
@@ -78,7 +81,7 @@ MCP_META = {
 
 
 def per_unit(seconds: dict[str, float], units: int, scale: float) -> dict[str, float]:
-    return {name: round(value / max(units, 1) * scale, 1) for name, value in seconds.items()}
+    return {name: round(value / max(units, 1) * scale, 2) for name, value in seconds.items()}
 
 
 # --- REST jobs -------------------------------------------------------------------------------
@@ -185,6 +188,10 @@ async def mcp(stack: Stack, calls: int) -> dict[str, Any]:
         result = orjson.loads(data).get("result") or {}
         return not result.get("isError") and result.get("structuredContent") == {"value": i}
 
+    groups = stack.pids(NOOP, "happy-end")
+    groups["postgres"] = await stack.postgres_backends()
+    before, redis_before = cpu_of(groups), await stack.redis_cpu()
+    started = time.time()
     async with client_session(1) as session:
         load = await closed_loop(
             session,
@@ -195,6 +202,8 @@ async def mcp(stack: Stack, calls: int) -> dict[str, Any]:
             count=calls,
             check=check,
         )
+    cpu = cpu_delta(before, cpu_of(groups))
+    cpu["redis-server"] = await stack.redis_cpu() - redis_before
     result: dict[str, Any] = {"calls": calls, "ok": load.requests, "errors": load.errors}
     if load.first_error:
         result["first_error"] = load.first_error
@@ -202,7 +211,30 @@ async def mcp(stack: Stack, calls: int) -> dict[str, Any]:
         latency = percentiles(load.latencies_ms)
         mean = sum(load.latencies_ms) / len(load.latencies_ms)
         result |= {"p50_ms": latency["p50"], "latency_ms": latency, "mean_ms": round(mean, 3)}
+        result["stages_ms"] = await stages(stack, started)
+        result["cpu_ms_per_call"] = per_unit(cpu, load.requests, 1e3)
     return result
+
+
+async def stages(stack: Stack, since: float) -> dict[str, float]:
+    """Medians over the calls' jobs, from the database: insert → the sidecar's ``running``
+    event → ``happy-end``'s ``succeeded`` event → the gateway storing it (the answer follows)."""
+    rows = await stack.job_stages(NOOP, since)
+    steps = {
+        "created_to_running": ("created", "running"),
+        "running_to_succeeded": ("running", "succeeded"),
+        "succeeded_to_stored": ("succeeded", "stored"),
+    }
+    return (
+        {
+            name: round(
+                statistics.median(float(getattr(r, b) - getattr(r, a)) * 1000 for r in rows), 2
+            )
+            for name, (a, b) in steps.items()
+        }
+        if rows
+        else {}
+    )
 
 
 # --- the runs --------------------------------------------------------------------------------

@@ -117,7 +117,6 @@ class Stack:
         port = free_port()
         env = {"BACKEND_DB__URL": self.database_url, "BACKEND_REDIS__URL": redis_url()}
         env |= {"BACKEND_REDIS__PREFIX": self.prefix, "BACKEND_API__PORT": str(port)}
-        env |= {"BACKEND_SCHEDULER__INTERVAL": "0.2s"}
         self.manager = await start_manager(self.group, "manager", env)
         endpoint = f"http://127.0.0.1:{port}"
         self.client = SignedClient(self.session, endpoint, admin.access_key, admin.secret_key)
@@ -302,6 +301,24 @@ class Stack:
                 {"ids": ids},
             )
             return list(rows)
+
+    async def job_stages(self, tool: str, since: float) -> list[Any]:
+        """Per job of ``tool`` created after ``since`` (epoch s): epoch seconds of its insert
+        (``created_at``), its ``running`` and ``succeeded`` events (``at``: written by the
+        sidecar and by ``happy-end``) and of the update that stored the end (``updated_at``)."""
+        assert self.engine is not None
+        query = """
+            SELECT extract(epoch FROM j.created_at) AS created,
+                   extract(epoch FROM r.at) AS running,
+                   extract(epoch FROM s.at) AS succeeded,
+                   extract(epoch FROM j.updated_at) AS stored
+            FROM jobs AS j
+            JOIN job_events AS r ON r.job_id = j.id AND r.kind = 'running'
+            JOIN job_events AS s ON s.job_id = j.id AND s.kind = 'succeeded'
+            WHERE j.tool = :tool AND j.created_at >= to_timestamp(:since)
+        """
+        async with self.engine.connect() as connection:
+            return list(await connection.execute(sa.text(query), {"tool": tool, "since": since}))
 
     async def redis_cpu(self) -> float:
         info: Any = await self.redis.info("cpu")

@@ -66,7 +66,8 @@ async def test_a_gateway_killed_mid_job_comes_back_and_the_jobs_finish(
     gateway.child.kill(signal.SIGKILL)  # events keep coming while no gateway applies them
     gateway.child.wait(10)
     await cluster.plane.wait_quiescent(timeout=30)  # the actor finished every job meanwhile
-    again = await gateway_for(cluster, None, name="gateway-again")  # same gateway id
+    # another gateway takes over as the applier, with what the dead one left unacknowledged
+    again = await gateway_for(cluster, None, name="gateway-again", gateway_id="gw-test-2")
     jobs = await _all_ended(again, job_ids)
     assert [job["status"] for job in jobs] == ["succeeded"] * 12
     assert [job["result"] for job in jobs] == [{"seconds": 0.3}] * 12
@@ -83,6 +84,8 @@ async def test_two_replicas_serve_one_job(cluster: Cluster, tmp_path: Path) -> N
     tools = write_tools(tmp_path / "tools.yaml")
     first = await gateway_for(cluster, tools, name="gw-a", gateway_id="gw-a")
     second = await gateway_for(cluster, tools, name="gw-b", gateway_id="gw-b")
+    appliers = [(await gw.get("/health"))[1]["applier"] for gw in (first, second)]
+    assert appliers == [True, False]  # one replica applies the job events, in stream order
     status, handle = await first.post(
         "/v1/jobs", {"route": ["sleeper"], "arguments": {"seconds": 0.5}}
     )

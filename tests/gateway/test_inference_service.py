@@ -1,5 +1,6 @@
-"""The inference service and its model registry with stand-ins for the manager and Redis: how a
-request becomes an envelope, how replies find their request, timeouts and unknown models."""
+"""The inference service and its model registry with stand-ins for the manager (and for Redis,
+or the real one): how a request becomes an envelope, how replies find their request, timeouts
+and unknown models, a reply stream per run of the process, and Redis away."""
 
 from __future__ import annotations
 
@@ -9,15 +10,18 @@ from typing import Any
 
 import orjson
 import pytest
+from redis.asyncio import Redis
 
-from ai.backend.common.dto.envelope_wire import decode_envelope
+from ai.backend.common.dto.envelope_wire import WireEnvelope, decode_envelope
 from ai.backend.common.dto.manager_api import ModelInfo
 from ai.backend.common.transport.redis_keys import RedisKeys
 from ai.backend.gateway.clients.reply_stream import ReplyEntry
 from ai.backend.gateway.config import GatewayConfig
-from ai.backend.gateway.errors import InferenceFailed, ModelNotFound, UpstreamTimeout
+from ai.backend.gateway.errors import InferenceFailed, ModelNotFound, Unavailable, UpstreamTimeout
 from ai.backend.gateway.services.inference import InferenceService
 from ai.backend.gateway.services.model_registry import ModelRegistry
+from ai.backend.testutils.services import free_port
+from ai.backend.testutils.waiting import wait_until
 
 REQUEST = {"inputs": [{"name": "x", "datatype": "INT8", "shape": [1], "data": [1]}]}
 
@@ -109,7 +113,8 @@ async def test_a_request_travels_as_an_untracked_envelope_to_the_latest_version(
     envelope = decode_envelope(body)
     assert actor == "echo-actor"
     assert envelope.route.actors == ["echo-actor"]
-    assert envelope.headers == {"reply-to": "gw-1", "events": "off"}
+    assert envelope.headers == {"reply-to": service.reply_address, "events": "off"}
+    assert service.reply_address.startswith("gw-1.")
     assert envelope.model is not None
     assert (envelope.model.name, envelope.model.version) == ("echo", "10")
     assert envelope.payload == REQUEST and envelope.deadline_at is not None
@@ -164,3 +169,74 @@ async def test_misses_read_the_registry_at_most_once_per_interval(manager: FakeM
         assert [m.version for m in registry.versions("echo")] == ["10", "9", "1"]
     finally:
         await registry.stop()
+
+
+def redis_service(
+    manager: FakeManager, redis: Redis, keys: RedisKeys, replies: FakeRedis | None = None
+) -> InferenceService:
+    """A service of gateway ``gw-1`` on a real Redis (``replies``: a stand-in reader)."""
+    return InferenceService(
+        config=GatewayConfig(),
+        redis=redis,
+        keys=keys,
+        gateway_id="gw-1",
+        registry=ModelRegistry(source=manager, refresh_interval=3600, miss_interval=0),
+        replies=replies,
+        timeout=10,
+    )
+
+
+async def published_envelopes(redis: Redis, keys: RedisKeys, count: int) -> list[WireEnvelope]:
+    """The first ``count`` envelopes on ``echo-actor``'s stream (waiting for them)."""
+
+    async def published() -> list[WireEnvelope] | None:
+        entries: Any = await redis.xrange(keys.actor_stream("echo-actor"))
+        found = [decode_envelope(fields[b"e"]) for _id, fields in entries]
+        return found if len(found) >= count else None
+
+    envelopes: list[WireEnvelope] = await wait_until(published, what=f"{count} envelopes")
+    return envelopes
+
+
+async def test_each_run_of_a_gateway_id_reads_a_reply_stream_of_its_own(
+    manager: FakeManager, redis_client: Redis, key_prefix: str
+) -> None:
+    """A restart overlaps the old and the new process of one gateway id: neither deletes (or
+    reads, or trims) the other's replies."""
+    keys = RedisKeys(key_prefix)
+    old = redis_service(manager, redis_client, keys)
+    new = redis_service(manager, redis_client, keys)
+    await old.start()
+    try:
+        call = asyncio.create_task(old.infer("echo", None, REQUEST))
+        [envelope] = await published_envelopes(redis_client, keys, 1)
+        address = envelope.headers["reply-to"]
+        assert address == old.reply_address and address.startswith("gw-1.")
+        assert new.reply_address.startswith("gw-1.") and new.reply_address != address
+        await new.start()  # the new process starts while the old one still waits ...
+        other = asyncio.create_task(new.infer("echo", None, REQUEST))
+        await published_envelopes(redis_client, keys, 2)
+        await new.stop()  # ... and stops again (a failed rollout) before the answer comes
+        with pytest.raises(Unavailable):
+            await other
+        assert not await redis_client.exists(keys.reply(new.reply_address))
+        reply = {"job_id": envelope.id, "kind": "succeeded", "result": {"outputs": []}}
+        await redis_client.xadd(keys.reply(address), {"ev": orjson.dumps(reply)})
+        assert (await call).result == {"outputs": []}
+    finally:
+        await old.stop()
+    assert not await redis_client.exists(keys.reply(address))
+
+
+async def test_redis_away_is_unavailable_not_an_internal_error(
+    manager: FakeManager, key_prefix: str
+) -> None:
+    nowhere = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    service = redis_service(manager, nowhere, RedisKeys(key_prefix), replies=FakeRedis())
+    await service.start()
+    try:
+        with pytest.raises(Unavailable, match="^the data plane is unavailable: "):
+            await service.infer("echo", None, REQUEST)
+    finally:
+        await service.stop()
+        await nowhere.aclose()

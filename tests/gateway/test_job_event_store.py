@@ -177,3 +177,18 @@ async def test_two_gateways_number_one_job_without_gaps(
         )
     assert seqs == list(range(1, 51))
     assert last_seq == 50
+
+
+async def test_text_postgresql_cannot_store_is_scrubbed_not_refused(sessions: Sessions) -> None:
+    jobs, events = JobRepository(sessions), JobEventRepository(sessions, max_partials=10)
+    job_id = await _new_job(jobs)
+    report = await events.apply(
+        [
+            IncomingEvent(_event(job_id, JobEventKind.PARTIAL, data={"t\x00k": "a\x00b"}), "7-0"),
+            IncomingEvent(_event(job_id, JobEventKind.SUCCEEDED, result="x\ud800y\x00"), "7-1"),
+        ]
+    )
+    assert [e.data.get("data") for e in report.stored] == [{"tk": "ab"}, None]
+    stored = await jobs.get(job_id)
+    assert stored is not None
+    assert (stored.info.status, stored.info.result) == (JobStatus.SUCCEEDED, "x?y")

@@ -177,6 +177,16 @@ async def test_bad_requests_get_exact_errors(cluster: Cluster, tmp_path: Path) -
             {"error": "cursor: not a cursor this API returned", "code": "invalid_argument"},
         ),
         ("GET", "/v1/jobs/nope", None, 404, {"error": "no job 'nope'", "code": "not_found"}),
+        (
+            "POST",
+            "/v1/jobs",
+            {"route": ["doubler"], "timeout": "2d"},
+            400,
+            {
+                "error": "(root): timeout: must be above 0 and at most 23 hours",
+                "code": "invalid_argument",
+            },
+        ),
         ("GET", "/v1/jobs/nope/events", None, 404, {"error": "no job 'nope'", "code": "not_found"}),
         (
             "POST",
@@ -227,6 +237,7 @@ async def test_cancel_skips_the_jobs_envelopes_and_ends_the_stream(
         409,
         {"error": f"job {second['job_id']} has already ended as cancelled", "code": "conflict"},
     )
+
     # sidecars skip its envelopes until its deadline and a minute more, not for a day
     seconds, _ = await cluster.plane.redis.time()
     forget_at = await cluster.plane.redis.zscore(cluster.plane.keys.cancel, second["job_id"])

@@ -17,7 +17,7 @@ import aiohttp
 import examples.kserve_echo  # noqa: F401  (the replica's handler: Pants packs it with this)
 import pytest
 
-from ai.backend.testutils.control_plane import Cluster
+from ai.backend.testutils.control_plane import Cluster, create_keypair
 from ai.backend.testutils.gateway import RunningGateway, deploy, gateway_for
 from ai.backend.testutils.services import free_port
 from ai.backend.testutils.waiting import wait_until
@@ -39,14 +39,14 @@ async def kserve(cluster: Cluster) -> KServeSetup:
     await cluster.add_agent("node-1")
     await deploy(cluster, "kserve-echo", "examples.kserve_echo:app", concurrency=8)
     grpc_port = free_port()
-    admin = cluster.manager.admin  # until the gateway keypair role exists
+    registry_reader = create_keypair(cluster.manager.database_url, "--role", "gateway")
     gateway = await gateway_for(
         cluster,
         None,
         extra={
             "BACKEND_MANAGER__API": cluster.manager.endpoint,
-            "BACKEND_MANAGER__ACCESS_KEY": admin.access_key,
-            "BACKEND_MANAGER__SECRET_KEY": admin.secret_key,
+            "BACKEND_MANAGER__ACCESS_KEY": registry_reader.access_key,
+            "BACKEND_MANAGER__SECRET_KEY": registry_reader.secret_key,
             "BACKEND_GRPC__ENABLED": "true",
             "BACKEND_GRPC__PORT": str(grpc_port),
         },

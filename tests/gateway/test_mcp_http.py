@@ -1,18 +1,24 @@
 """``/mcp`` over raw HTTP against a real gateway process: what no SDK client sends (foreign
 origins, routing headers that disagree with the body, malformed bodies, sessions that do not
-exist) is answered with the exact status and JSON-RPC error code of the specification."""
+exist) is answered with the exact status and JSON-RPC error code of the specification; a call
+whose job exists but cannot be bound to its session answers with the job's handle."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from ai.backend.testutils.control_plane import Cluster
 from ai.backend.testutils.gateway import RunningGateway, gateway_for, write_tools
 from ai.backend.testutils.mcp import MODERN_META, RawMcp
+from ai.backend.testutils.waiting import wait_until
 
 
 @pytest.fixture
@@ -202,3 +208,44 @@ async def test_a_legacy_session_opened_on_one_replica_works_on_another(
     ]
     assert (await second.send("DELETE", headers={"Mcp-Session-Id": session_id})).status == 200
     assert (await mcp.legacy("tools/list", session_id=session_id)).status == 404
+
+
+async def test_a_job_that_cannot_be_bound_to_its_session_answers_with_its_handle(
+    mcp: RawMcp, gateway: RunningGateway, cluster: Cluster, redis_client: Redis
+) -> None:
+    """Redis fails between the job's creation and its binding to the call: the client gets the
+    job's handle (a retry would start a second job), not an internal error."""
+    session_id = await mcp.initialize()
+    requests = f"{cluster.manager.prefix}mcp:session:{session_id}:requests"
+    engine = create_async_engine(cluster.manager.database_url)
+    try:
+        async with engine.begin() as connection:
+            # the job's insert waits for this lock: the call is held after begin_request
+            await connection.execute(sa.text("LOCK TABLE jobs IN EXCLUSIVE MODE"))
+            call = asyncio.create_task(
+                mcp.legacy(
+                    "tools/call",
+                    {"name": "double", "arguments": {"value": 2}},
+                    session_id=session_id,
+                    request_id=3,
+                )
+            )
+            await wait_until(
+                lambda: redis_client.hget(requests, "3"),
+                what="the call to be recorded in its session",
+                watch=[gateway.child],
+            )
+            # every write to the session's requests now fails (WRONGTYPE), attach_job first
+            await redis_client.set(requests, b"not a hash")
+    finally:
+        await engine.dispose()
+    reply = await call
+    assert reply.status == 200
+    assert "error" not in reply.body, reply.body
+    result = reply.body["result"]
+    handle = result["structuredContent"]
+    assert (result["isError"], handle["status"]) == (False, "pending")
+    status, page = await gateway.get("/v1/jobs?limit=100")
+    assert status == 200
+    assert [(job["id"], job["status"]) for job in page["items"]] == [(handle["job_id"], "pending")]
+    assert "could not bind job" in gateway.child.log()

@@ -1,10 +1,14 @@
 """Long tool calls over MCP against real actors: a 15-hop chain streams its progress to both SDK
 generations, a call that outlasts the tool's wait answers with a job handle that ``get_job`` and
 ``cancel_job`` work on, and each era's cancellation cancels the job (legacy
-``notifications/cancelled``, modern: the client going away)."""
+``notifications/cancelled``, modern: the client going away), but a gateway that stops answers
+its waiting calls with their job handles and cancels nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +19,18 @@ import pytest
 
 from ai.backend.testutils.control_plane import Cluster
 from ai.backend.testutils.gateway import RunningGateway, deploy, gateway_for, write_tools
-from ai.backend.testutils.mcp import MCP1_CLIENT, MCP2_CLIENT, RawMcp, run_client
+from ai.backend.testutils.mcp import (
+    MCP1_CLIENT,
+    MCP2_CLIENT,
+    MODERN_META,
+    MODERN_VERSION,
+    RawMcp,
+    run_client,
+)
 from ai.backend.testutils.waiting import wait_until
 
 HOPS = 15
+LONG_HOPS = 40
 VALUE = {"value": {"type": "integer"}}
 TOOLS: list[dict[str, Any]] = [
     {
@@ -38,6 +50,17 @@ TOOLS: list[dict[str, Any]] = [
         "parameters": VALUE,
         "required": ["value"],
         "route": ["slow-doubler"] * HOPS,
+        "progress": True,
+        "timeout": "60s",
+        "wait": "50s",
+    },
+    {
+        # 40 hops of 200 ms: still running well after its calls have begun to wait
+        "name": "long_chain",
+        "description": "Doubles a number forty times, slowly.",
+        "parameters": VALUE,
+        "required": ["value"],
+        "route": ["slow-doubler"] * LONG_HOPS,
         "progress": True,
         "timeout": "60s",
         "wait": "50s",
@@ -164,3 +187,72 @@ async def test_a_call_past_its_wait_answers_a_handle_for_get_job_and_cancel_job(
     assert (await mcp.modern("tools/call", unknown)).body["result"]["isError"] is True
     missing = (await mcp.modern("tools/call", {"name": "get_job", "arguments": {}})).body
     assert "job_id" in missing["result"]["content"][0]["text"]
+
+
+async def _streamed_call(mcp: RawMcp, tool: str, request_id: int) -> list[dict[str, Any]]:
+    """The messages of a modern ``tools/call`` answered with SSE (progress asked for)."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {
+            "name": tool,
+            "arguments": {"value": 1},
+            "_meta": {**MODERN_META, "progressToken": request_id},
+        },
+    }
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": MODERN_VERSION,
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": tool,
+    }
+    async with mcp.session.post(mcp.url, data=json.dumps(body), headers=headers) as response:
+        assert response.status == 200
+        assert response.content_type == "text/event-stream"
+        text = await response.text()
+    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+
+
+async def test_a_stopping_gateway_answers_waiting_calls_with_handles_and_cancels_nothing(
+    mcp: RawMcp, gateway: RunningGateway, cluster: Cluster
+) -> None:
+    tools = Path(gateway.env["BACKEND_TOOLS__PATH"])
+    other = await gateway_for(cluster, tools, name="gateway-2", gateway_id="gw-test-2")
+    streamed = asyncio.create_task(_streamed_call(mcp, "long_chain", 1))
+    answered = asyncio.create_task(
+        mcp.modern("tools/call", {"name": "long_chain", "arguments": {"value": 1}}, request_id=2)
+    )
+
+    async def both_running() -> bool:
+        jobs = await _jobs_of(other, "long_chain")
+        return len(jobs) == 2 and all(job["status"] == "running" for job in jobs)
+
+    await wait_until(both_running, what="both calls' jobs to run", timeout=30)
+    gateway.child.kill(signal.SIGTERM)  # both calls are waiting for their jobs
+    messages = await streamed
+    reply = await answered
+    await wait_until(lambda: not gateway.child.alive(), what="the gateway to exit", timeout=15)
+    assert gateway.child.wait(0) == 0
+    # each call ends with its job's handle (the stream after its progress)
+    assert messages[-1]["id"] == 1
+    assert {m["method"] for m in messages[:-1]} <= {"notifications/progress"}
+    handles = {}
+    for request_id, result in ((1, messages[-1]["result"]), (2, reply.body["result"])):
+        assert result["isError"] is False, result
+        handle = result["structuredContent"]
+        assert handle["status"] == "running", result
+        handles[handle["job_id"]] = request_id
+    assert len(handles) == 2
+    # the jobs go on to succeed: the gateway's shutdown cancelled neither
+    done: list[dict[str, Any]] = []
+
+    async def both_ended() -> bool:
+        jobs = await _jobs_of(other, "long_chain")
+        done[:] = [job for job in jobs if job["status"] in ("succeeded", "failed", "cancelled")]
+        return len(done) == 2
+
+    await wait_until(both_ended, what="both jobs to end", timeout=40)
+    assert {job["id"]: job["status"] for job in done} == dict.fromkeys(handles, "succeeded")
+    assert all(job["result"] == {"value": 2**LONG_HOPS} for job in done)

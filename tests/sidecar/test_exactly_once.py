@@ -3,6 +3,8 @@ a branch is past the cancel check, and when a poison message keeps failing."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import examples.failures  # noqa: F401  (handlers the children load)
@@ -141,6 +143,27 @@ async def test_an_envelope_that_cannot_be_routed_fails_its_job(plane: DataPlane)
     assert [letter["error"]["reason"] for letter in await plane.dead_letters("splitter")] == [
         "unroutable"
     ]
+
+
+async def test_a_job_failed_by_a_sidecar_is_skipped_until_its_deadline_has_passed(
+    plane: DataPlane,
+) -> None:
+    await plane.start_actor("splitter", "examples.pipeline:fan_out")
+    deadline_in = 30.0
+    deepest = Envelope(
+        route=Route(actors=["splitter"]),
+        payload={"items": [1]},
+        job_id="deep-deadline",
+        parent_id="above",
+        branch=[0] * 32,
+        deadline_at=datetime.now(UTC) + timedelta(seconds=deadline_in),
+    )
+    await plane.publish_envelope(deepest)
+    assert (await plane.wait_terminal("deep-deadline"))["error"]["reason"] == "unroutable"
+    forget_at = await plane.redis.zscore(plane.keys.cancel, "deep-deadline")
+    assert forget_at is not None
+    # the deadline plus the margin (60 s), not the default of a day
+    assert deadline_in + 60 - 15 <= forget_at - time.time() <= deadline_in + 60 + 1
 
 
 async def test_reclaimed_and_new_entries_never_exceed_the_concurrency(plane: DataPlane) -> None:

@@ -1,5 +1,6 @@
 """Request-reply: an envelope with ``reply-to`` and ``events: off`` is answered on the gateway's
-reply stream by the sidecar where its route ends, and makes no job events."""
+reply stream by the sidecar where its route ends, and makes no job events (nor ends a job, even
+when it cannot be routed)."""
 
 from __future__ import annotations
 
@@ -113,3 +114,28 @@ async def test_a_fan_out_is_answered_once_with_every_branch(plane: DataPlane) ->
     [reply] = await replies(plane, 1)
     assert (reply["job_id"], reply["kind"]) == (envelope.id, "succeeded")
     assert reply["result"] == {"results": [{"value": 2}, {"value": 4}, {"value": 6}]}
+
+
+async def test_an_untracked_envelope_that_cannot_be_routed_is_answered_and_ends_no_job(
+    plane: DataPlane,
+) -> None:
+    await plane.start_actor("fan", "examples.pipeline:fan_out")
+    deepest = Envelope(
+        route=Route(actors=["fan"]),
+        payload={"items": [1]},
+        parent_id="above",
+        branch=[0] * 32,
+        headers=REPLY_HEADERS,
+    )
+    await plane.publish_envelope(deepest)
+    [reply] = await replies(plane, 1)
+    assert (reply["job_id"], reply["kind"]) == (deepest.id, "failed")
+    assert reply["error"]["reason"] == "unroutable"
+    await plane.wait_quiescent()
+    assert [letter["error"]["reason"] for letter in await plane.dead_letters("fan")] == [
+        "unroutable"
+    ]
+    # no job of record: no terminal event, no end guard, nothing in the skip set
+    assert await plane.events() == []
+    assert not await plane.redis.exists(plane.keys.job_end(deepest.id))
+    assert await plane.redis.zscore(plane.keys.cancel, deepest.id) is None

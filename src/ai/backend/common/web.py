@@ -3,16 +3,20 @@ request bodies read into storable JSON (400 naming the problem, 413 past the bod
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import yaml
 from aiohttp import web
 
+from .auth.hmac_signing import SignedParts
 from .errors import BackendError, InvalidInput, PayloadTooLarge
 from .json import JSONDecodeError, dumps, loads
 from .log import BraceStyleAdapter
+from .text import clean_strings
 
 log = BraceStyleAdapter(logging.getLogger(__name__))
 
@@ -67,48 +71,6 @@ def check_path_parameters(request: web.Request) -> None:
             raise InvalidInput(f"{key}: not a valid name (NUL character or too long)")
 
 
-def text_problem(text: str) -> str | None:
-    """Why a decoded string cannot be stored (PostgreSQL takes neither), else ``None``."""
-    if "\x00" in text:
-        return "NUL characters (\\u0000) are not allowed"
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return "invalid unicode (a lone surrogate) is not allowed"
-    return None
-
-
-def _scrubbed(text: str) -> str:
-    return text.replace("\x00", "").encode(errors="replace").decode()
-
-
-def clean_strings(value: Any, *, scrub: bool) -> Any:
-    """``value`` with every string (keys too) storable: with ``scrub``, NULs dropped and lone
-    surrogates replaced; without, :class:`InvalidInput` for the first bad one. Iterative, so
-    deeply nested bodies cannot exhaust the stack."""
-    root: list[Any] = [value]
-    stack: list[tuple[Any, Any]] = [(root, 0)]
-    while stack:
-        container, key = stack.pop()
-        item = container[key]
-        if isinstance(item, str):
-            problem = text_problem(item)
-            if problem is not None:
-                if not scrub:
-                    raise InvalidInput(f"body: {problem}")
-                container[key] = _scrubbed(item)
-        elif isinstance(item, list):
-            stack.extend((item, i) for i in range(len(item)))
-        elif isinstance(item, dict):
-            for name in list(item):
-                if isinstance(name, str) and text_problem(name) is not None:
-                    if not scrub:
-                        raise InvalidInput(f"body: {text_problem(name)}")
-                    item[_scrubbed(name)] = item.pop(name)
-            stack.extend((item, name) for name in item)
-    return root[0]
-
-
 async def read_body(request: web.Request, *, allow_yaml: bool = False, scrub: bool = False) -> Any:
     """The request's JSON (or, where allowed, YAML) body; 400 naming the problem. Strings that
     PostgreSQL cannot store (NUL, lone surrogates) are refused, or with ``scrub`` cleaned (for
@@ -127,3 +89,32 @@ async def read_body(request: web.Request, *, allow_yaml: bool = False, scrub: bo
         except JSONDecodeError as e:
             raise InvalidInput(f"body: malformed JSON: {e}") from None
     return clean_strings(data, scrub=scrub)
+
+
+def signed_parts(request: web.Request, body: bytes) -> SignedParts:
+    """What an HMAC signature of ``request`` covers (DESIGN.md §6)."""
+    return SignedParts(
+        method=request.method,
+        path_with_query=request.raw_path,
+        date=request.headers.get("X-BackendAI-Date") or request.headers.get("Date") or "",
+        host=request.host,
+        content_type=request.headers.get("Content-Type", ""),
+        api_version=request.headers.get("X-BackendAI-Version", ""),
+        body=body,
+    )
+
+
+async def serve_until_stopped(app: web.Application, host: str, port: int) -> None:
+    """Serve ``app`` on ``host:port`` until SIGTERM or SIGINT, then shut it down."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -67,8 +67,9 @@ class GatewayApiConfig(BindConfig):
 class GatewayJobsConfig(ConfigSection):
     gateway_id: str | None = Field(
         default=None,
-        description="this replica's name (its consumer in the events group and its reply"
-        " stream); default: host name and a random suffix",
+        description="this replica's name (its consumer in the events group, and the prefix of"
+        " its reply stream); default: the host name and the API port, so a restarted gateway"
+        " is the same consumer",
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
     )
     publish_retry_after: Duration = Field(
@@ -79,12 +80,7 @@ class GatewayJobsConfig(ConfigSection):
     sweep_interval: Duration = Field(
         default=timedelta(seconds=1), description="how often deadlines and publishes are checked"
     )
-    claim_idle: Duration = Field(
-        default=timedelta(seconds=30),
-        description="job events left unacknowledged this long by a gateway that died are taken"
-        " over by another",
-    )
-    events_batch: int = Field(default=512, ge=1, le=10000)
+    events_batch: int = Field(default=512, ge=1, le=2000)
     trim_interval: Duration = Field(
         default=timedelta(seconds=10),
         description="how often the events stream is trimmed below what the gateways acknowledged",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import signal
 import socket
 from collections.abc import AsyncIterator
@@ -19,9 +18,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from ai.backend.common import __version__
 from ai.backend.common.aio import cancel_and_wait, new_runner
 from ai.backend.common.db.engine import create_engine_from_config
+from ai.backend.common.db.leader import EVENTS_LOCK_KEY, LeaderElection
 from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.redis_streams import RedisStreamsTransport
-from ai.backend.common.web import BODY_LIMIT_KEY, error_middleware
+from ai.backend.common.web import BODY_LIMIT_KEY, error_middleware, serve_until_stopped
 
 from .api.context import CONTEXT_KEY, GatewayContext
 from .api.health import add_health_routes
@@ -51,8 +51,10 @@ log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 PROBE_TIMEOUT = 2.0
 
 
-def default_gateway_id() -> str:
-    return f"{socket.gethostname()[:40]}-{secrets.token_hex(4)}"
+def default_gateway_id(port: int) -> str:
+    """Stable across restarts on one host, distinct for gateways on other ports."""
+    host = "".join(c if c.isalnum() or c in "_.-" else "-" for c in socket.gethostname())
+    return f"{host[:50] or 'gateway'}-{port}"
 
 
 async def _background(
@@ -65,19 +67,22 @@ async def _background(
         prefix=config.redis.prefix,
         job_end_ttl=config.redis.job_end_ttl.total_seconds(),
     )
-    gateway_id = config.jobs.gateway_id or default_gateway_id()
+    gateway_id = config.jobs.gateway_id or default_gateway_id(config.api.port)
     metrics = GatewayMetrics()
     stream = EventsStreamClient(transport.redis, transport.keys, gateway_id)
     hub = JobEventHub(gateway_id)
     job_repo = JobRepository(sessions)
     event_repo = JobEventRepository(sessions, max_partials=config.jobs.max_partials)
+    applier = LeaderElection(
+        config.db.url, retry_interval=1.0, lock_key=EVENTS_LOCK_KEY, role="job-event applier"
+    )
     ingestor = EventIngestor(
         stream=stream,
         events=event_repo,
         hub=hub,
         metrics=metrics,
+        leader=applier,
         batch=config.jobs.events_batch,
-        claim_idle=config.jobs.claim_idle.total_seconds(),
         trim_interval=config.jobs.trim_interval.total_seconds(),
     )
     data_plane = DataPlaneClient(transport)
@@ -136,9 +141,11 @@ async def _background(
         version=__version__,
         probe=probe,
         refresh_metrics=refresh_metrics,
+        is_applier=lambda: applier.is_leader,
     )
     app[MCP_STATE_KEY].sessions = McpSessionService(transport.redis, prefix=config.redis.prefix)
     await stream.ensure_group()
+    await applier.start()
     await inference.start()
     tasks = [
         asyncio.create_task(ingestor.run(), name="event-ingestor"),
@@ -162,9 +169,11 @@ async def _background(
     finally:
         if grpc_server is not None:
             await grpc_server.stop(grace=1.0)
+        ingestor.stop()
         for task in tasks:
             await cancel_and_wait(task)
         await inference.stop()
+        await applier.stop()
         await transport.close()
         await engine.dispose()
 
@@ -190,20 +199,9 @@ def build_app(config: GatewayConfig, tools: ToolService) -> web.Application:
 
 
 async def serve(config: GatewayConfig) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     tools = ToolService(config.tools.path)
-    loop.add_signal_handler(signal.SIGHUP, tools.reload)
-    runner = web.AppRunner(build_app(config, tools), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.api.host, config.api.port)
-    await site.start()
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, tools.reload)
+    await serve_until_stopped(build_app(config, tools), config.api.host, config.api.port)
 
 
 def run(config: GatewayConfig) -> None:

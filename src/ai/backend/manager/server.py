@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
@@ -18,7 +17,7 @@ from ai.backend.common.aio import cancel_and_wait, new_runner
 from ai.backend.common.db.engine import create_engine_from_config
 from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.redis_connection import redis_client
-from ai.backend.common.web import BODY_LIMIT_KEY, error_middleware
+from ai.backend.common.web import BODY_LIMIT_KEY, error_middleware, serve_until_stopped
 
 from .api import actors as actors_api
 from .api import admin as admin_api
@@ -176,18 +175,7 @@ def build_app(config: ManagerConfig) -> web.Application:
 
 
 async def serve(config: ManagerConfig) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    runner = web.AppRunner(build_app(config), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.api.host, config.api.port)
-    await site.start()
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await serve_until_stopped(build_app(config), config.api.host, config.api.port)
 
 
 def run(config: ManagerConfig) -> None:

@@ -63,7 +63,6 @@ def gateway_env(
         "BACKEND_AUTH__MODE": auth_mode,
         "BACKEND_JOBS__GATEWAY_ID": gateway_id,
         "BACKEND_JOBS__SWEEP_INTERVAL": "0.2s",
-        "BACKEND_JOBS__CLAIM_IDLE": "2s",
         "BACKEND_JOBS__HEARTBEAT": "1s",
         "BACKEND_JOBS__TRIM_INTERVAL": "0.5s",
         "BACKEND_JOBS__PUBLISH_RETRY_AFTER": "1s",

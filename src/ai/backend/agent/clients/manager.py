@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import ValidationError
 
-from ai.backend.common.auth.hmac_signing import sign_request
+from ai.backend.common.auth.hmac_signing import EndpointSigner
 from ai.backend.common.dto.agent import SYSTEM_CONTEXT, AgentHeartbeat, HeartbeatReply
 from ai.backend.common.dto.base import summarize_validation_error
 from ai.backend.common.log import BraceStyleAdapter
@@ -34,28 +33,14 @@ class ManagerClient:
         secret_key: str | None,
         timeout: float = REQUEST_TIMEOUT,
     ) -> None:
-        self.api = api.rstrip("/")
-        parts = urlsplit(self.api)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._base_path = parts.path
-        self._host = f"{parts.hostname}:{port}"  # what the signature covers, port included
+        self._signer = EndpointSigner(api, access_key, secret_key)
+        self.api = self._signer.api
         self.access_key = access_key
         self.secret_key = secret_key
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
 
     def _headers(self, method: str, path: str, body: bytes) -> dict[str, str]:
-        """Signed headers, with ``Host`` sent as signed (aiohttp would drop a default port)."""
-        if self.access_key is None or self.secret_key is None:
-            return {"Content-Type": CONTENT_TYPE}  # the manager will refuse it, and say so
-        return {"Host": self._host} | sign_request(
-            access_key=self.access_key,
-            secret_key=self.secret_key,
-            method=method,
-            path_with_query=self._base_path + path,
-            host=self._host,
-            content_type=CONTENT_TYPE,
-            body=body,
-        )
+        return self._signer.headers(method, path, body, CONTENT_TYPE)
 
     async def heartbeat(self, heartbeat: AgentHeartbeat) -> HeartbeatReply:
         """Send the heartbeat; the replicas the manager wants here. Raises

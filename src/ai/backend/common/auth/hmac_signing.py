@@ -19,6 +19,7 @@ import hmac
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 SIGN_METHOD = "HMAC-SHA256"
 API_VERSION = "v1.20260101"
@@ -151,3 +152,36 @@ def verify_signature(
     expected = compute_signature(secret_key=secret_key, parts=parts)
     if not hmac.compare_digest(expected, authorization.signature):
         raise SignatureError("signature mismatch")
+
+
+class EndpointSigner:
+    """Signs requests to one service's base URL (``api``, e.g. the manager's) with a keypair:
+    the path signed is the base URL's path plus the request's, and ``Host`` is sent as signed
+    (with the port, which HTTP clients drop when it is the scheme's default)."""
+
+    def __init__(self, api: str, access_key: str | None, secret_key: str | None) -> None:
+        self.api = api.rstrip("/")
+        parts = urlsplit(self.api)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._base_path = parts.path
+        self.host = f"{parts.hostname}:{port}"
+        self.access_key = access_key
+        self.secret_key = secret_key
+
+    def url(self, path: str) -> str:
+        return self.api + path
+
+    def headers(self, method: str, path: str, body: bytes, content_type: str) -> dict[str, str]:
+        """The request's headers; without a keypair only ``Content-Type`` (the service will
+        refuse the request, and say why)."""
+        if self.access_key is None or self.secret_key is None:
+            return {"Content-Type": content_type}
+        return {"Host": self.host} | sign_request(
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            method=method,
+            path_with_query=self._base_path + path,
+            host=self.host,
+            content_type=content_type,
+            body=body,
+        )

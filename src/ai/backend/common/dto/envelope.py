@@ -2,10 +2,11 @@
 
 Headers the data plane itself reads (all others are the user's, carried along unread):
 
-* ``reply-to: <gateway id>`` (:data:`REPLY_TO_HEADER`): request-reply. The envelope's final
-  outcome is also written, as a terminal job event (``kind`` ``succeeded`` with ``result``, or
-  ``failed`` with ``error``; ``job_id`` = the key the caller waits on), to the stream
-  ``bai:reply:{gateway id}`` of the gateway that waits for it. At least once: a duplicate reply
+* ``reply-to: <address>`` (:data:`REPLY_TO_HEADER`; a gateway run's ``<gateway id>.<run>``):
+  request-reply. The envelope's final outcome is also written, as a terminal job event
+  (``kind`` ``succeeded`` with ``result``, or ``failed`` with ``error``; ``job_id`` = the key
+  the caller waits on), to the stream
+  ``bai:reply:{address}`` of the gateway run that waits for it. At least once: a duplicate reply
   is harmless, the gateway ignores replies it no longer waits for.
 * ``events: off`` (:data:`EVENTS_HEADER` = :data:`EVENTS_OFF`): no job events for this
   envelope (request-reply traffic such as KServe inference, which is no job of record). An

@@ -13,7 +13,9 @@ from .base import StrictModel, UserActorName
 from .job_event import JobError, JobEventKind, JobStatus
 from .manager_api import ResponseModel
 
-MAX_JOB_TIMEOUT = timedelta(days=7)
+# below a day: a job's branch state and end guard in Redis (JOB_STATE_TTL_SECONDS,
+# CANCEL_TTL_SECONDS) must outlive it, so that it ends exactly once
+MAX_JOB_TIMEOUT = timedelta(hours=23)
 
 
 class JobCreateRequest(StrictModel):
@@ -30,7 +32,7 @@ class JobCreateRequest(StrictModel):
         if (self.tool is None) == (self.route is None):
             raise ValueError("give exactly one of tool and route")
         if self.timeout is not None and not timedelta(0) < self.timeout <= MAX_JOB_TIMEOUT:
-            raise ValueError("timeout: must be above 0 and at most 7 days")
+            raise ValueError("timeout: must be above 0 and at most 23 hours")
         return self
 
 
@@ -43,7 +45,7 @@ class ToolCallRequest(StrictModel):
     @model_validator(mode="after")
     def _timeout_in_range(self) -> ToolCallRequest:
         if self.timeout is not None and not timedelta(0) < self.timeout <= MAX_JOB_TIMEOUT:
-            raise ValueError("timeout: must be above 0 and at most 7 days")
+            raise ValueError("timeout: must be above 0 and at most 23 hours")
         return self
 
 

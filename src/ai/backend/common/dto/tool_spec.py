@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..types.units import Duration
 from .base import StrictModel, UserActorName
+from .gateway_api import MAX_JOB_TIMEOUT
 
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -34,6 +35,14 @@ class ToolSpec(StrictModel):
                 f"invalid tool name {value!r}: use letters, digits, '_', '-' and '.', at most 128"
             )
         return value
+
+    @model_validator(mode="after")
+    def _timeouts_in_range(self) -> ToolSpec:
+        if not timedelta(0) < self.timeout <= MAX_JOB_TIMEOUT:
+            raise ValueError("timeout: must be above 0 and at most 23 hours")
+        if self.wait is not None and not timedelta(0) <= self.wait <= self.timeout:
+            raise ValueError("wait: must be between 0 and the tool's timeout")
+        return self
 
     @model_validator(mode="after")
     def _schema_is_valid(self) -> ToolSpec:

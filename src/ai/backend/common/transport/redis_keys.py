@@ -45,10 +45,10 @@ class RedisKeys:
     def events(self) -> str:
         return f"{self.prefix}events"
 
-    def reply(self, gateway_id: str) -> str:
-        """Stream of the final outcomes of requests a gateway waits for (header ``reply-to``),
-        field ``ev``: terminal job events."""
-        return f"{self.prefix}reply:{gateway_id}"
+    def reply(self, address: str) -> str:
+        """Stream of the final outcomes of requests a gateway run waits for (header
+        ``reply-to: <address>``, ``<gateway id>.<run>``), field ``ev``: terminal job events."""
+        return f"{self.prefix}reply:{address}"
 
     @property
     def cancel(self) -> str:

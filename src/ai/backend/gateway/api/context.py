@@ -29,6 +29,8 @@ class GatewayContext:
     probe: Callable[[], Awaitable[dict[str, bool]]]
     # updates the gauges read from the database and Redis before a scrape
     refresh_metrics: Callable[[], Awaitable[None]]
+    # whether this replica applies the job events now (one replica at a time does)
+    is_applier: Callable[[], bool]
 
 
 CONTEXT_KEY = web.AppKey("gateway_context", GatewayContext)

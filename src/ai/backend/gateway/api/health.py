@@ -18,6 +18,7 @@ async def health(request: web.Request) -> web.Response:
         "status": "ok" if ok else "degraded",
         "gateway_id": ctx.gateway_id,
         "version": ctx.version,
+        "applier": ctx.is_applier(),
         "checks": {name: "ok" if good else "unreachable" for name, good in checks.items()},
         "tools": len(list(ctx.tools)),
     }

@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from ai.backend.common.auth.hmac_signing import SignedParts
-from ai.backend.common.web import Handler, check_path_parameters
+from ai.backend.common.web import Handler, check_path_parameters, signed_parts
 
 from .context import CALLER_KEY, context
 
@@ -26,15 +25,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     authorization = request.headers.get("Authorization")
     # HMAC signs the body; a Bearer request's body stays unread for the handler to stream
     body = await request.read() if auth.needs_body(authorization) else b""
-    parts = SignedParts(
-        method=request.method,
-        path_with_query=request.raw_path,
-        date=request.headers.get("X-BackendAI-Date") or request.headers.get("Date") or "",
-        host=request.host,
-        content_type=request.headers.get("Content-Type", ""),
-        api_version=request.headers.get("X-BackendAI-Version", ""),
-        body=body,
-    )
+    parts = signed_parts(request, body)
     request[CALLER_KEY] = await auth.authenticate(
         authorization=authorization, parts=parts, now=datetime.now(UTC)
     )

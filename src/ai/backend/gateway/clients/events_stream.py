@@ -1,6 +1,6 @@
 """The job events stream ``bai:events`` as the gateways read it: one persisting consumer group
-(``gateways``) whose consumers are the gateway replicas, so that each event is applied by one of
-them; entries a dead gateway left unacknowledged are taken over after ``claim_idle``. The stream
+(``gateways``) whose consumers are the gateway replicas; the one that applies events takes over
+what an earlier applier left unacknowledged. The stream
 is trimmed only below what the group has acknowledged. Stored events are announced on a pub/sub
 channel so that every replica can feed its own live listeners."""
 
@@ -45,7 +45,6 @@ class EventsStreamClient:
         self._redis = redis
         self._keys = keys
         self._consumer = consumer
-        self._claim_cursor = _START
 
     @property
     def stream(self) -> str:
@@ -84,7 +83,7 @@ class EventsStreamClient:
             response: Any = await self._redis.xreadgroup(
                 GROUP,
                 self._consumer,
-                {self.stream: "0" if own_pending else ">"},
+                {self.stream: ">"},
                 count=count,
                 block=None if block is None else int(block * 1000),
             )
@@ -98,24 +97,37 @@ class EventsStreamClient:
             entries += self._entries(raw)
         return entries
 
-    async def claim_idle(self, *, min_idle: float, count: int) -> list[EventEntry]:
-        """Entries left pending by any gateway for ``min_idle`` seconds (one that died)."""
-        try:
+    async def claim_all_pending(self, *, count: int) -> AsyncIterator[list[EventEntry]]:
+        """Every entry any consumer of the group holds unacknowledged, oldest first, taken over
+        by this consumer (a new applier taking over from the previous one)."""
+        cursor = _START
+        while True:
             response: Any = await self._redis.xautoclaim(
-                self.stream,
-                GROUP,
-                self._consumer,
-                int(min_idle * 1000),
-                start_id=self._claim_cursor,
-                count=count,
+                self.stream, GROUP, self._consumer, 0, start_id=cursor, count=count
             )
-        except ResponseError as e:
-            if "NOGROUP" not in str(e):
-                raise
-            await self.ensure_group()
+            entries = self._entries(response[1])
+            if entries:
+                yield entries
+            cursor = _text(response[0])
+            if cursor == _START:
+                return
+
+    async def remove_idle_consumers(self, *, min_idle: float) -> list[str]:
+        """Remove the group's consumers (gateways that are gone) holding nothing, idle for
+        ``min_idle`` seconds; returns their names."""
+        try:
+            consumers: Any = await self._redis.xinfo_consumers(self.stream, GROUP)
+        except ResponseError:
             return []
-        self._claim_cursor = _text(response[0])
-        return self._entries(response[1])
+        removed = []
+        for consumer in consumers:
+            name = _text(consumer["name"])
+            if name == self._consumer or int(consumer["pending"]):
+                continue
+            if int(consumer.get("inactive", consumer["idle"])) >= min_idle * 1000:
+                await self._redis.xgroup_delconsumer(self.stream, GROUP, name)
+                removed.append(name)
+        return removed
 
     async def ack(self, entry_ids: Sequence[str]) -> None:
         if entry_ids:

@@ -3,12 +3,10 @@ signed with the gateway's keypair (``[manager] access_key / secret_key``, role `
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import aiohttp
 from pydantic import TypeAdapter, ValidationError
 
-from ai.backend.common.auth.hmac_signing import sign_request
+from ai.backend.common.auth.hmac_signing import EndpointSigner
 from ai.backend.common.dto.base import summarize_validation_error
 from ai.backend.common.dto.manager_api import ModelInfo
 
@@ -33,29 +31,13 @@ class ManagerClient:
         secret_key: str | None,
         timeout: float = REQUEST_TIMEOUT,
     ) -> None:
-        self.api = api.rstrip("/")
-        parts = urlsplit(self.api)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._base_path = parts.path
-        self._host = f"{parts.hostname}:{port}"  # what the signature covers, port included
-        self._access_key = access_key
-        self._secret_key = secret_key
+        self._signer = EndpointSigner(api, access_key, secret_key)
+        self.api = self._signer.api
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
     def _headers(self, method: str, path: str) -> dict[str, str]:
-        """Signed headers, with ``Host`` sent as signed (aiohttp would drop a default port)."""
-        if self._access_key is None or self._secret_key is None:
-            return {}  # the manager will refuse it, and say so
-        return {"Host": self._host} | sign_request(
-            access_key=self._access_key,
-            secret_key=self._secret_key,
-            method=method,
-            path_with_query=self._base_path + path,
-            host=self._host,
-            content_type=CONTENT_TYPE,
-            body=b"",
-        )
+        return self._signer.headers(method, path, b"", CONTENT_TYPE)
 
     async def list_models(self) -> list[ModelInfo]:
         """Every registered model version; :class:`ManagerUnavailable` on any failure."""

@@ -1,8 +1,10 @@
-"""This gateway's reply stream ``bai:reply:{gateway_id}`` (DESIGN.md §4.2): the final outcomes
-of the requests it waits for (KServe inference), written by the sidecars as terminal job events
-in the field ``ev``. Only this gateway reads it, so it reads without a consumer group and trims
-what it has read in the same round trip as its next read; it deletes the stream when it stops.
-The writers also bound it (approximate ``MAXLEN``) and let it expire should its gateway be gone.
+"""The reply stream ``bai:reply:{address}`` of one run of a gateway process (DESIGN.md §4.2;
+the address is ``<gateway id>.<random>``, new for every run, named in the requests' ``reply-to``
+header): the final outcomes of the requests it waits for (KServe inference), written by the
+sidecars as terminal job events in the field ``ev``. Only this run reads it, so it reads without
+a consumer group and trims what it has read in the same round trip as its next read; it deletes
+the stream when it stops. The writers also bound it (approximate ``MAXLEN``) and let it expire
+should its reader be gone.
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ class ReplyEntry:
 
 
 class ReplyStreamClient:
-    def __init__(self, redis: Redis, keys: RedisKeys, gateway_id: str) -> None:
+    def __init__(self, redis: Redis, keys: RedisKeys, address: str) -> None:
         self._redis = redis
-        self.key = keys.reply(gateway_id)
+        self.key = keys.reply(address)
 
     async def read(
         self, after: str, *, block: float, count: int, trim_read: bool = True

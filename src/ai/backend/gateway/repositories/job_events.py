@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ai.backend.common.dto.gateway_api import StoredJobEvent
 from ai.backend.common.dto.job_event import JobEvent, JobEventKind, JobStatus
+from ai.backend.common.text import clean_strings
 
 from ..models import JobEventRow, JobRow
 
@@ -38,6 +39,13 @@ class ApplyReport:
     duplicate: int = 0  # entry applied before, or the same end reported again
     after_end: int = 0  # the job had ended: a second terminal event, or news after the end
     coalesced: int = 0  # partials past the job's limit
+
+    def merge(self, other: ApplyReport) -> None:
+        self.stored += other.stored
+        self.unknown_job += other.unknown_job
+        self.duplicate += other.duplicate
+        self.after_end += other.after_end
+        self.coalesced += other.coalesced
 
 
 @dataclass
@@ -92,8 +100,14 @@ def _progress(event: JobEvent, route_length: int) -> float | None:
     return min(done / total, 1.0)
 
 
+INSERT_CHUNK = 1000  # rows per INSERT (6 parameters each; asyncpg allows 32767 in all)
+
+
 def _event_data(event: JobEvent) -> dict[str, Any]:
-    data: dict[str, Any] = event.model_dump(mode="json", exclude_none=True)
+    """The event as stored: text PostgreSQL cannot hold (NUL, lone surrogates: a handler's
+    output) is scrubbed, so one odd string cannot stop the events of every job."""
+    dumped = event.model_dump(mode="json", exclude_none=True)
+    data: dict[str, Any] = clean_strings(dumped, scrub=True)
     return data
 
 
@@ -139,7 +153,9 @@ class JobEventRepository:
                 )
             rows = self._fold(incoming, jobs, seen, report)
             if rows:
-                await session.execute(sa.insert(JobEventRow).values(rows))
+                for start in range(0, len(rows), INSERT_CHUNK):
+                    chunk = rows[start : start + INSERT_CHUNK]
+                    await session.execute(sa.insert(JobEventRow).values(chunk))
                 changed = [state.row(job_id) for job_id, state in jobs.items() if state.changes]
                 connection = await session.connection()
                 await connection.execute(_UPDATE_JOBS, changed)
@@ -178,8 +194,8 @@ class JobEventRepository:
                 seen.add(item.entry_id)
             state.last_seq += 1
             state.changes["last_seq"] = state.last_seq
-            self._change_state(state, event)
             data = _event_data(event)
+            self._change_state(state, event, data)
             at = event.at.astimezone(UTC) if event.at else datetime.now(UTC)
             rows.append(
                 {
@@ -199,7 +215,7 @@ class JobEventRepository:
         return rows
 
     @staticmethod
-    def _change_state(state: _JobState, event: JobEvent) -> None:
+    def _change_state(state: _JobState, event: JobEvent, data: dict[str, Any]) -> None:
         progress = _progress(event, state.route_length)
         if progress is not None and not event.kind.is_terminal:
             state.changes["progress"] = progress
@@ -207,12 +223,13 @@ class JobEventRepository:
             state.status = JobStatus(event.kind.value)
             state.changes["status"] = state.status
             if event.kind is JobEventKind.SUCCEEDED:
-                state.changes["result"] = event.result
+                state.changes["result"] = data.get("result")
                 state.changes["progress"] = 1.0
-            elif event.kind is JobEventKind.FAILED and event.error is not None:
-                state.changes["error"] = event.error.model_dump(mode="json", exclude_none=True)
+            elif event.kind is JobEventKind.FAILED:
+                state.changes["error"] = data.get("error")
             elif event.kind is JobEventKind.CANCELLED:
-                reason = event.data.get("reason") if isinstance(event.data, dict) else None
+                details = data.get("data")
+                reason = details.get("reason") if isinstance(details, dict) else None
                 state.changes["error"] = {"code": "cancelled", "message": reason or "cancelled"}
         elif state.status is JobStatus.PENDING:
             state.status = JobStatus.RUNNING

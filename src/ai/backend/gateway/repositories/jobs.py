@@ -94,6 +94,13 @@ class JobRepository:
         if not job_ids:
             return
         async with self._sessions.begin() as session:
+            # rows locked in id order, as the event applier locks them: no deadlock between us
+            await session.execute(
+                sa.select(JobRow.id)
+                .where(JobRow.id.in_(job_ids))
+                .order_by(JobRow.id)
+                .with_for_update()
+            )
             await session.execute(
                 sa.update(JobRow)
                 .where(JobRow.id.in_(job_ids), JobRow.published_at.is_(None))
@@ -167,15 +174,18 @@ class JobRepository:
             )
             return len(rows)
 
-    async def overdue(self, *, limit: int) -> list[JobInfo]:
-        """Open jobs whose deadline has passed (by the database's clock)."""
+    async def overdue(
+        self, *, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[JobInfo]:
+        """Open jobs whose deadline has passed (by the database's clock), by deadline, from
+        after ``(deadline_at, id)`` (to page through all of them)."""
+        query = sa.select(JobRow).where(
+            JobRow.status.in_(OPEN_STATUSES), JobRow.deadline_at < sa.func.now()
+        )
+        if after is not None:
+            query = query.where(sa.tuple_(JobRow.deadline_at, JobRow.id) > sa.tuple_(*after))
         async with self._sessions() as session:
-            rows = await session.scalars(
-                sa.select(JobRow)
-                .where(JobRow.status.in_(OPEN_STATUSES), JobRow.deadline_at < sa.func.now())
-                .order_by(JobRow.deadline_at)
-                .limit(limit)
-            )
+            rows = await session.scalars(query.order_by(JobRow.deadline_at, JobRow.id).limit(limit))
             return [job_info(row) for row in rows]
 
     async def count_by_status(self) -> dict[JobStatus, int]:

@@ -1,22 +1,26 @@
 """KServe v2 inference as request-reply through a model's actor (DESIGN.md §5, §5a).
 
 A request becomes one envelope on the model's actor stream, with ``model`` naming the model and
-the headers ``reply-to: <gateway id>`` (its outcome comes back on this gateway's reply stream)
-and ``events: off`` (no job events: inference is no job of record). The sidecar of the actor
-answers in the commit that acknowledges the envelope; one task reads the reply stream and
-resolves the waiting request by its envelope id. No database on this path: the model registry
-is cached (:class:`~.model_registry.ModelRegistry`), and envelopes published in the same loop
-turn go out in one Redis round trip.
+the headers ``reply-to: <reply address>`` (its outcome comes back on this process's reply
+stream) and ``events: off`` (no job events: inference is no job of record). The reply address
+is ``<gateway id>.<random>``, new for every run of the process: an old and a new process of one
+gateway id overlap during a restart, and neither may read, trim or delete the other's replies.
+The sidecar of the actor answers in the commit that acknowledges the envelope; one task reads
+the reply stream and resolves the waiting request by its envelope id. No database on this path:
+the model registry is cached (:class:`~.model_registry.ModelRegistry`), and envelopes published
+in the same loop turn go out in one Redis round trip.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from ai.backend.common import json as wire_json
@@ -45,6 +49,17 @@ SERVER_NAME: Final = "backend.ai-actors"
 EXTENSIONS: Final = ("binary_tensor_data", "model_repository")
 # exceptions of a model that say its input was wrong (answered 400, not 500)
 INPUT_ERRORS: Final = frozenset({"InvalidInferRequest", "InvalidInput", "InvalidArgument"})
+# the data plane is away (redis-py's errors are no builtin ConnectionError / TimeoutError)
+UNAVAILABLE_ERRORS: Final = (
+    OSError,  # ConnectionError among them
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+)
+
+
+def reply_address(gateway_id: str) -> str:
+    """The reply address of one run of a gateway process (``reply-to``, ``bai:reply:{it}``)."""
+    return f"{gateway_id}.{secrets.token_hex(4)}"
 
 
 class EnvelopePublisher(Protocol):
@@ -86,6 +101,7 @@ class InferenceService:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.gateway_id = gateway_id
+        self.reply_address = reply_address(gateway_id)
         self.timeout = timeout
         if registry is None:
             manager = config.manager
@@ -97,21 +113,22 @@ class InferenceService:
         self._publisher = publisher or DataPlaneClient(
             RedisStreamsTransport(redis, prefix=keys.prefix)
         )
-        self._replies = replies or ReplyStreamClient(redis, keys, gateway_id)
+        self._replies = replies or ReplyStreamClient(redis, keys, self.reply_address)
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._batcher: MicroBatcher[tuple[str, bytes], None] = MicroBatcher(self._publish)
         self._reader: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Read the registry and start reading replies (the stream of a previous run of this
-        gateway id is dropped first: nobody waits for its replies)."""
-        await self._replies.delete()
+        """Read the registry and start reading replies (on this run's own stream: a previous
+        run's stream, which may still be in use while it stops, is left to it)."""
         await self.registry.start()
         self._reader = asyncio.create_task(self._read_replies(), name="inference-replies")
 
     async def stop(self) -> None:
+        self._stopping = True
         await cancel_and_wait(self._reader)
         for future in self._waiting.values():
             if not future.done():
@@ -119,7 +136,7 @@ class InferenceService:
         self._waiting.clear()
         await self.registry.stop()
         try:
-            await self._replies.delete()
+            await self._replies.delete()  # this run's own stream: nobody else reads it
         except Exception as e:  # Redis away: the stream expires on its own
             log.warning("could not delete the reply stream: {}", e)
 
@@ -156,7 +173,7 @@ class InferenceService:
         envelope = WireEnvelope(
             route=WireRoute([model.actor], 0),
             payload=payload,
-            headers={REPLY_TO_HEADER: self.gateway_id, EVENTS_HEADER: EVENTS_OFF},
+            headers={REPLY_TO_HEADER: self.reply_address, EVENTS_HEADER: EVENTS_OFF},
             deadline_at=datetime.now(UTC) + timedelta(seconds=wait),
             model=WireModelRef(model.name, model.version),
         )
@@ -169,7 +186,7 @@ class InferenceService:
             raise UpstreamTimeout(
                 f"model {model.name} version {model.version} did not answer within {wait:g} s"
             ) from None
-        except (ConnectionError, OSError) as e:
+        except UNAVAILABLE_ERRORS as e:
             raise Unavailable(f"the data plane is unavailable: {e}") from None
         finally:
             self._waiting.pop(envelope.id, None)
@@ -183,7 +200,12 @@ class InferenceService:
 
     async def _read_replies(self) -> None:
         after = START
-        while True:
+        task = asyncio.current_task()
+        while not self._stopping:
+            if task is not None and task.cancelling():
+                # redis-py (8.1) can swallow a cancel that lands while it checks a pooled
+                # connection: the read then returns (or fails) as if nothing happened
+                raise asyncio.CancelledError
             try:
                 entries = await self._replies.read(after, block=REPLY_BLOCK, count=REPLY_BATCH)
             except asyncio.CancelledError:

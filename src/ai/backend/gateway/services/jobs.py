@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy.exc
-
 from ai.backend.common.aio import MicroBatcher
 from ai.backend.common.dto.envelope import Envelope, Route, new_envelope_id
 from ai.backend.common.dto.gateway_api import JobCreateRequest, JobInfo, StoredJobEvent
@@ -28,7 +26,7 @@ from ..errors import Conflict, InvalidArgument, JobNotFound
 from ..metrics import GatewayMetrics
 from ..repositories.job_events import IncomingEvent, JobEventRepository
 from ..repositories.jobs import JobRepository, NewJob
-from .event_ingestor import EventIngestor
+from .event_ingestor import EventIngestor, is_refused
 from .job_event_hub import JobEventHub
 from .tools import ToolService
 
@@ -88,8 +86,7 @@ def first_envelope(job_id: str, route: list[str], arguments: Any, deadline_at: d
     return envelope.to_json_bytes()
 
 
-def _is_bad_row(error: Exception) -> bool:
-    return isinstance(error, sqlalchemy.exc.DataError | sqlalchemy.exc.IntegrityError)
+CREATE_CHUNK = 1000  # jobs per INSERT (7 parameters each; asyncpg allows 32767 in all)
 
 
 class JobService:
@@ -112,11 +109,18 @@ class JobService:
         self._ingestor = ingestor
         self._metrics = metrics
         self._creator: MicroBatcher[_Creation, datetime] = MicroBatcher(
-            self._create_batch, isolate_when=_is_bad_row
+            self._create_batch, isolate_when=is_refused
         )
         self.publish_failures = 0
 
     async def _create_batch(self, batch: list[_Creation]) -> list[datetime | Exception]:
+        created: dict[str, datetime] = {}
+        for start in range(0, len(batch), CREATE_CHUNK):
+            chunk = batch[start : start + CREATE_CHUNK]
+            created.update(await self._create_chunk(chunk))
+        return [created[item.job.id] for item in batch]
+
+    async def _create_chunk(self, batch: list[_Creation]) -> dict[str, datetime]:
         created = await self._jobs.insert([item.job for item in batch])
         try:
             await self._data_plane.publish([(item.actor, item.envelope) for item in batch])
@@ -130,7 +134,7 @@ class JobService:
             except Exception:
                 self._metrics.count_error("mark-published")  # published again later: harmless
         self._metrics.jobs_created.inc(len(batch))
-        return [created[item.job.id] for item in batch]
+        return created
 
     async def create(self, request: JobCreateRequest, *, caller: Caller) -> JobInfo:
         """A new job, ``pending``, whose first envelope is published. Unknown tool →
@@ -204,8 +208,10 @@ class JobService:
         if job.status.is_terminal:
             raise Conflict(f"job {job_id} has already ended as {job.status.value}")
         ended = await self._data_plane.cancel(job_id, reason, keep=skip_for(job.deadline_at))
-        if not ended.ended:
+        if not ended.ended and ended.ended_as != "cancelled":
             raise Conflict(f"job {job_id} has already ended as {ended.ended_as}")
+        # (ended as cancelled before: a cancel whose answer was lost, asked again; the event
+        # below is then a duplicate of the first one's, if that was stored)
         event = JobEvent(job_id=job_id, kind=JobEventKind.CANCELLED, data={"reason": reason})
         await self._ingestor.apply_local([IncomingEvent(event)])
         return await self.get(job_id, caller=caller)

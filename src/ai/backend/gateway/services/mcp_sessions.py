@@ -18,6 +18,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any, Final
 
 from redis.asyncio import Redis
@@ -35,9 +36,14 @@ PENDING: Final = "pending"
 CANCELLED: Final = "cancelled"
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 
-# Attach a job to a request, unless the request was cancelled first: 1 attached, 0 cancelled.
+# Attach a job to a request, unless the request was cancelled first: 1 attached, 0 cancelled,
+# -1 the request is not there (its session was deleted or expired meanwhile: nothing is written,
+# so the requests hash is never recreated without its expiry).
 _ATTACH_JOB: Final = """
 local state = redis.call('HGET', KEYS[1], ARGV[1])
+if not state then
+  return -1
+end
 if state == ARGV[3] then
   redis.call('HDEL', KEYS[1], ARGV[1])
   return 0
@@ -62,6 +68,14 @@ if state == ARGV[3] then
 end
 return state
 """
+
+
+class Attached(IntEnum):
+    """What :meth:`McpSessionService.attach_job` did."""
+
+    ATTACHED = 1
+    CANCELLED = 0  # the call was cancelled before its job existed
+    GONE = -1  # the call's session was deleted or expired: not recorded
 
 
 @dataclass(frozen=True)
@@ -140,14 +154,15 @@ class McpSessionService:
             pipe.pexpire(key, self._ttl_ms)
             await pipe.execute()
 
-    async def attach_job(self, session_id: str, request_id: str | int, job_id: str) -> bool:
-        """Bind the call's job to it; ``False`` when the call was cancelled in the meantime
-        (the caller then cancels the job)."""
-        attached = await self._attach_job(
+    async def attach_job(self, session_id: str, request_id: str | int, job_id: str) -> Attached:
+        """Bind the call's job to it: :attr:`Attached.CANCELLED` when the call was cancelled in
+        the meantime (the caller then cancels the job), :attr:`Attached.GONE` when the call is
+        no longer recorded (its session was deleted or expired: nothing is written)."""
+        answer = await self._attach_job(
             keys=[self._requests_key(session_id)],
             args=[dumps_str(request_id), job_id, CANCELLED],
         )
-        return bool(attached)
+        return Attached(int(answer))
 
     async def end_request(self, session_id: str, request_id: str | int) -> None:
         await self._redis.hdel(self._requests_key(session_id), dumps_str(request_id))
@@ -155,7 +170,7 @@ class McpSessionService:
     async def cancel_request(self, session_id: str, request_id: str | int) -> str | None:
         """The job to cancel for ``notifications/cancelled {requestId}``: the call's job id, or
         ``None`` when the call is unknown, finished, or has no job yet (then it is marked, and
-        :meth:`attach_job` answers ``False``)."""
+        :meth:`attach_job` answers :attr:`Attached.CANCELLED`)."""
         job_id = await self._cancel_request(
             keys=[self._requests_key(session_id)],
             args=[dumps_str(request_id), PENDING, CANCELLED],

@@ -6,8 +6,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from ai.backend.common.auth.hmac_signing import SignedParts
-from ai.backend.common.web import Handler, check_path_parameters
+from ai.backend.common.web import Handler, check_path_parameters, signed_parts
 
 from .context import KEYPAIR_KEY, context
 
@@ -20,15 +19,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     check_path_parameters(request)
     body = await request.read()
-    parts = SignedParts(
-        method=request.method,
-        path_with_query=request.raw_path,
-        date=request.headers.get("X-BackendAI-Date") or request.headers.get("Date") or "",
-        host=request.host,
-        content_type=request.headers.get("Content-Type", ""),
-        api_version=request.headers.get("X-BackendAI-Version", ""),
-        body=body,
-    )
+    parts = signed_parts(request, body)
     request[KEYPAIR_KEY] = await context(request).auth.authenticate(
         authorization=request.headers.get("Authorization"), parts=parts, now=datetime.now(UTC)
     )

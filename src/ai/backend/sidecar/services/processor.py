@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 
@@ -37,6 +37,21 @@ from .routing import RoutingError, retry_envelope, successors, to_error_end
 log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 
 
+CANCEL_MARGIN: Final = 60.0
+"""Seconds past a job's deadline for which its envelopes are still skipped after it failed
+here (the gateway keeps cancelled jobs by the same rule)."""
+
+
+def skip_for(deadline_at: datetime | None, now: datetime | None = None) -> float | None:
+    """How long consumers must skip the envelopes of a job that ends early: until none can be
+    in flight, its deadline plus :data:`CANCEL_MARGIN` (``None``, no deadline: the transport's
+    default, a day)."""
+    if deadline_at is None:
+        return None
+    remaining = (deadline_at - (now or datetime.now(UTC))).total_seconds()
+    return max(remaining, 0.0) + CANCEL_MARGIN
+
+
 def parse_envelope(delivery: Delivery) -> tuple[WireEnvelope | None, str]:
     """The delivery's envelope, or ``None`` and why it is not one."""
     try:
@@ -64,10 +79,18 @@ async def fail_and_dead_letter(
     event: dict[str, Any],
 ) -> Outcome:
     """Give up on an envelope at ``actor``: its job fails at once through its end guard (the
-    terminal event carries ``event``'s fields), and the outcome keeps the envelope in the DLQ.
-    Both steps are idempotent: a redelivery finds the job ended and adds the same dead letter."""
+    terminal event carries ``event``'s fields; its envelopes are skipped until its deadline has
+    passed, see :func:`skip_for`), and the outcome keeps the envelope in the DLQ. Both steps are
+    idempotent: a redelivery finds the job ended and adds the same dead letter. An envelope
+    with ``events: off`` belongs to no job of record (KServe traffic): nothing is ended, the
+    failed reply to its ``reply-to`` is the whole answer."""
     error = failure.to_error(actor=actor, attempt=envelope.attempt)
-    await retrier.call("failing a job", lambda: transport.fail_job(envelope.job_key, error, event))
+    if not envelope.events_off:
+        keep = skip_for(envelope.deadline_at)
+        await retrier.call(
+            "failing a job",
+            lambda: transport.fail_job(envelope.job_key, error, event, keep=keep),
+        )
     outcome = Outcome(
         dead_letters=[DeadLetter(delivery.queue, delivery.body, error)], acks=[delivery]
     )

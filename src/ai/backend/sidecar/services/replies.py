@@ -1,6 +1,7 @@
 """Request-reply (DESIGN.md §4.1, §4.2): the final outcome of an envelope whose headers carry
-``reply-to: <gateway id>`` goes to that gateway's reply stream ``bai:reply:{gateway id}`` as a
-terminal job event, written in the same commit that acknowledges the envelope (at least once).
+``reply-to: <address>`` goes to the reply stream ``bai:reply:{address}`` (one per gateway
+run) as a terminal job event, written in the same commit that acknowledges the envelope (at
+least once).
 
 Where the reply is written: an envelope that also says ``events: off`` (untracked request-reply
 traffic, e.g. KServe inference) and ends without a fan-out is answered by the sidecar of the actor

@@ -6,7 +6,8 @@ With a ``progressToken`` the answer is an SSE stream: ``notifications/progress``
 events come (:class:`~.results.ProgressTracker`), then the result. Cancellation: in the modern
 era a client that goes away (closes the response) cancels the job; in the legacy era
 ``notifications/cancelled`` does (:mod:`.sessions`), and a client that goes away leaves the job
-running for ``get_job``."""
+running for ``get_job``. A gateway that is stopping cancels no job: the calls waiting for one
+answer with its handle at once (:attr:`.exchange.McpState.stopping`)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from ai.backend.common.log import BraceStyleAdapter
 
 from ...errors import Conflict, InvalidArgument, JobNotFound, NotFound, ToolNotFound
 from ...services.jobs import Caller, JobService
+from ...services.mcp_sessions import Attached
 from ..jobs import handle_of
 from .exchange import EventStream, Exchange
 from .protocol import INTERNAL_ERROR, INVALID_PARAMS, McpError, error_message, notification_message
@@ -47,9 +49,15 @@ DISCONNECT_POLL: Final = 0.2
 KEEPALIVE: Final = 15.0
 """Seconds without progress after which a streamed call sends an SSE comment (proxies)."""
 MAX_JOB_ID_LENGTH: Final = 128
+FINISH_TIMEOUT: Final = 1.0
+"""Seconds a stream cut short by the gateway's shutdown may take to send the job's handle."""
 
 
 class _ClientGone(Exception):
+    pass
+
+
+class _ServerStopping(Exception):
     pass
 
 
@@ -116,11 +124,32 @@ async def _start(exchange: Exchange, spec: ToolSpec, arguments: Any) -> JobInfo 
     except Exception:
         await _forget_request(exchange)
         raise
-    if session is not None and sessions is not None:
-        if not await sessions.attach_job(session.id, exchange.request_id, job.id):
-            reason = "cancelled by the client (notifications/cancelled)"
-            await cancel_job(exchange.context.jobs, exchange.caller, job.id, reason)
-            return error_result("the call was cancelled by the client")
+    if session is None or sessions is None:
+        return job
+    try:
+        attached = await sessions.attach_job(session.id, exchange.request_id, job.id)
+    except Exception:
+        # the job runs: answer its handle (a retry would start a second one), unbound from
+        # the request, so notifications/cancelled cannot reach it (cancel_job can)
+        log.warning(
+            "could not bind job {} to MCP request {}; answering with its handle",
+            job.id,
+            exchange.request_id,
+            exc_info=True,
+        )
+        await _forget_request(exchange)
+        return job_result(job, _handle(exchange, job))
+    if attached is Attached.CANCELLED:
+        reason = "cancelled by the client (notifications/cancelled)"
+        await cancel_job(exchange.context.jobs, exchange.caller, job.id, reason)
+        return error_result("the call was cancelled by the client")
+    if attached is Attached.GONE:
+        log.info(
+            "MCP session {} ended while request {} started job {}; the job runs on",
+            session.id,
+            exchange.request_id,
+            job.id,
+        )
     return job
 
 
@@ -150,23 +179,35 @@ def _client_went_away(exchange: Exchange, job_id: str) -> Coroutine[Any, Any, No
     return cancel_job(exchange.context.jobs, exchange.caller, job_id, "the MCP client went away")
 
 
+def _cancels_on_disconnect(exchange: Exchange, job_id: str) -> bool:
+    """Whether a modern call whose connection ended cancels its job: not when the gateway
+    itself is stopping (it cut the connection, not the client)."""
+    if not exchange.modern:
+        return False
+    if exchange.state.stopping.is_set():
+        log.info("job {} left running: the gateway is stopping", job_id)
+        return False
+    return True
+
+
 def _cancel_in_background(exchange: Exchange, job_id: str) -> None:
     exchange.state.spawn(_client_went_away(exchange, job_id))
 
 
 async def _unless_client_gone(exchange: Exchange, work: Awaitable[T]) -> T:
     """``work``'s outcome; :class:`_ClientGone` (``work`` cancelled) once the client has
-    closed the connection."""
+    closed the connection, :class:`_ServerStopping` once the gateway is stopping."""
     task = asyncio.ensure_future(work)
+    stopping = exchange.state.stopping
     try:
         while True:
             done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL)
             if done:
                 return task.result()
-            if exchange.client_gone():
+            if stopping.is_set() or exchange.client_gone():
                 task.cancel()
                 await asyncio.wait({task})
-                raise _ClientGone
+                raise _ServerStopping if stopping.is_set() else _ClientGone
     except asyncio.CancelledError:
         task.cancel()
         raise
@@ -177,18 +218,21 @@ def _handle(exchange: Exchange, job: JobInfo) -> dict[str, Any]:
 
 
 async def _answer(exchange: Exchange, job: JobInfo, wait: float) -> web.StreamResponse:
-    """One JSON answer once the job has ended, or with its handle after ``wait`` seconds."""
+    """One JSON answer once the job has ended, or with its handle after ``wait`` seconds (or
+    as soon as the gateway is stopping)."""
     jobs = exchange.context.jobs
     try:
         ended = await _unless_client_gone(
             exchange, jobs.wait(job.id, caller=exchange.caller, timeout=wait)
         )
+    except _ServerStopping:
+        ended = await jobs.get(job.id, caller=exchange.caller)
     except _ClientGone:
-        if exchange.modern:
+        if _cancels_on_disconnect(exchange, job.id):
             await _client_went_away(exchange, job.id)
         return web.Response(status=204)
     except asyncio.CancelledError:
-        if exchange.modern:
+        if _cancels_on_disconnect(exchange, job.id):
             _cancel_in_background(exchange, job.id)
         raise
     return exchange.reply(job_result(ended, _handle(exchange, ended)))
@@ -238,19 +282,21 @@ async def _stream(
         try:
             relay = _relay(exchange, stream, job, token, tracker)
             await _unless_client_gone(exchange, asyncio.wait_for(relay, wait))
-        except TimeoutError:
-            pass  # the tool's wait is over: the handle answers
+        except (TimeoutError, _ServerStopping):
+            pass  # the tool's wait is over, or the gateway is stopping: the handle answers
         current = await exchange.context.jobs.get(job.id, caller=exchange.caller)
         return await stream.finish(
             exchange.result_message(job_result(current, _handle(exchange, current)))
         )
     except (_ClientGone, ConnectionResetError):
-        if exchange.modern:
+        if _cancels_on_disconnect(exchange, job.id):
             await _client_went_away(exchange, job.id)
         return stream.response
     except asyncio.CancelledError:
-        if exchange.modern:
+        if _cancels_on_disconnect(exchange, job.id):
             _cancel_in_background(exchange, job.id)
+        elif exchange.state.stopping.is_set():
+            await _finish_quietly(exchange, stream, job)
         raise
     except Exception:
         if not stream.response.prepared:
@@ -262,6 +308,18 @@ async def _stream(
             return await stream.finish(error_message(exchange.request_id, error))
         except ConnectionResetError:
             return stream.response
+
+
+async def _finish_quietly(exchange: Exchange, stream: EventStream, job: JobInfo) -> None:
+    """End a stream that the stopping gateway cut short with the job's handle, if the stream
+    has begun and can still be written (briefly: the gateway is on its way out)."""
+    if not stream.response.prepared or exchange.client_gone():
+        return
+    message = exchange.result_message(job_result(job, _handle(exchange, job)))
+    try:
+        await asyncio.wait_for(stream.finish(message), FINISH_TIMEOUT)
+    except Exception:
+        log.debug("could not end the stream of job {} with its handle", job.id, exc_info=True)
 
 
 def _job_id_argument(arguments: Any) -> str:

@@ -43,11 +43,14 @@ SSE_HEADERS: Final = {
 @dataclass
 class McpState:
     """What the endpoint keeps in the app: the legacy session store (made on first use, from
-    ``[redis]``, unless ``server.py`` set one) and the tasks that must outlive a request
-    (cancelling a job after its client went away)."""
+    ``[redis]``, unless ``server.py`` set one), the tasks that must outlive a request
+    (cancelling a job after its client went away), and whether the gateway is stopping (set at
+    the app's shutdown, before aiohttp cancels the handlers still running: calls waiting for a
+    job then answer with its handle, and connections the gateway cuts cancel no job)."""
 
     sessions: McpSessionService | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _own_redis: Redis | None = None
 
     def session_store(self, context: GatewayContext) -> McpSessionService:

@@ -223,6 +223,10 @@ async def handle_delete(request: web.Request) -> web.StreamResponse:
     return web.Response(status=200)
 
 
+async def _stopping(app: web.Application) -> None:
+    app[MCP_STATE_KEY].stopping.set()
+
+
 async def _close_state(app: web.Application) -> None:
     await app[MCP_STATE_KEY].close()
 
@@ -234,6 +238,7 @@ def add_mcp_routes(app: web.Application) -> None:
     """``/mcp`` (POST, GET, DELETE). Legacy sessions live in Redis (``[redis]``) unless the
     app's :data:`MCP_STATE_KEY` state is given a session store before the first request."""
     app[MCP_STATE_KEY] = McpState()
+    app.on_shutdown.append(_stopping)
     app.on_cleanup.append(_close_state)
     app.router.add_post(MCP_PATH, handle_post)
     app.router.add_get(MCP_PATH, handle_get, allow_head=False)
