@@ -18,10 +18,12 @@ Redis key prefix of its own, removed at the end (also on Ctrl-C / SIGTERM). Part
   on the path (gateway, the actor's runtime and sidecar, ``happy-end``, the PostgreSQL
   backends of the bench database, redis-server) and of this client.
 * ``kserve``: ``POST /v2/models/echo/infer`` (one FP32[4] input, JSON) at
-  ``--kserve-concurrency`` for ``--kserve-seconds`` (after 1 s of warm-up) against the gateway
-  (→ ``kserve-echo`` actor → back) and against kserve's own ``ModelServer`` serving the same
-  echo model (bench/gateway_load.py; one process, REST only, logging off), same client, same
-  payload, in turn within each run (the order alternates between runs). Server CPU per request
+  ``--kserve-concurrency`` for ``--kserve-seconds`` per server (after 1 s of warm-up) against
+  the gateway (→ ``kserve-echo`` actor → back) and against kserve's own ``ModelServer`` serving
+  the same echo model (bench/gateway_kserve.py; one process, REST only, logging off), same
+  client, same payload, in turn within each run: ``--kserve-slices`` alternating slices each,
+  so that other load on the machine hits both alike (who starts alternates between runs).
+  Server CPU per request
   from /proc/<pid>/stat: gateway + the actor's sidecar + runtime (no crew on this path: replies
   skip events), vs. the ModelServer's process tree; Redis' CPU is shown apart.
   ``ratio_to_kserve`` = our req/s ÷ the ModelServer's (per run; the median over runs).
@@ -323,6 +325,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--actor-concurrency", type=int, default=64, help="the noop actor's")
     parser.add_argument("--kserve-seconds", type=float, default=10.0)
     parser.add_argument("--kserve-concurrency", type=int, default=32)
+    parser.add_argument(
+        "--kserve-slices", type=int, default=5, help="turns per server (alternating)"
+    )
     parser.add_argument("--kserve-python", default=None, help="a Python with kserve installed")
     parser.add_argument("--mcp-calls", type=int, default=500)
     args = parser.parse_args()
@@ -348,6 +353,7 @@ async def main() -> None:
             "actor_concurrency": args.actor_concurrency,
             "kserve_seconds": args.kserve_seconds,
             "kserve_concurrency": args.kserve_concurrency,
+            "kserve_slices": args.kserve_slices,
             "kserve_payload": orjson.loads(INFER_BODY),
             "mcp_calls": args.mcp_calls,
             "mcp_era": MCP_VERSION,

@@ -15,6 +15,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import orjson
 
 from ai.backend.testutils.services import free_port
 from bench.gateway_load import (
+    LoadResult,
     client_session,
     closed_loop,
     cpu_delta,
@@ -161,60 +164,88 @@ async def check_echo(url: str) -> None:
         raise RuntimeError(f"POST {url}: not an echo: {body[:300]!r}")
 
 
-async def infer_load(
-    stack: Stack, url: str, groups: dict[str, list[int]], args: argparse.Namespace
-) -> dict[str, Any]:
-    concurrency = args.kserve_concurrency
+@dataclass
+class Side:
+    """One server under the same load, measured over the slices given to it."""
 
-    async def load(seconds: float) -> Any:
+    name: str
+    url: str
+    pids: Callable[[], dict[str, list[int]]]
+    load: LoadResult = field(default_factory=LoadResult)
+    cpu: dict[str, float] = field(default_factory=dict)
+    redis: float = 0.0
+    client: float = 0.0
+
+    async def run(self, stack: Stack, concurrency: int, seconds: float, *, count: bool) -> None:
+        groups = self.pids()
+        before, client_before = cpu_of(groups), time.process_time()
+        redis_before = await stack.redis_cpu()
         async with client_session(concurrency) as session:
-            return await closed_loop(
+            measured = await closed_loop(
                 session,
-                url,
+                self.url,
                 lambda i: INFER_BODY,
                 headers=JSON_HEADERS,
                 concurrency=concurrency,
                 duration=seconds,
             )
+        if not count:  # warm-up
+            return
+        for name, used in cpu_delta(before, cpu_of(groups)).items():
+            self.cpu[name] = self.cpu.get(name, 0.0) + used
+        self.redis += await stack.redis_cpu() - redis_before
+        self.client += time.process_time() - client_before
+        self.load.requests += measured.requests
+        self.load.errors += measured.errors
+        self.load.elapsed += measured.elapsed
+        self.load.latencies_ms += measured.latencies_ms
+        self.load.first_error = self.load.first_error or measured.first_error
 
-    await load(1.0)  # warm-up
-    before, client_before = cpu_of(groups), time.process_time()
-    redis_before = await stack.redis_cpu()
-    measured = await load(args.kserve_seconds)
-    cpu = cpu_delta(before, cpu_of(groups))
-    redis = await stack.redis_cpu() - redis_before
-    client = time.process_time() - client_before
-    n = measured.requests
-    result = {
-        "requests": n,
-        "errors": measured.errors,
-        "req_per_s": round(n / measured.elapsed),
-        "latency_ms": percentiles(measured.latencies_ms, (50, 99)),
-        "server_cpu_ms_per_request": round(sum(cpu.values()) / max(n, 1) * 1000, 4),
-        "cpu_ms_per_request": {k: round(v / max(n, 1) * 1000, 4) for k, v in cpu.items()},
-        "redis_cpu_ms_per_request": round(redis / max(n, 1) * 1000, 4),
-        "client_cpu_ms_per_request": round(client / max(n, 1) * 1000, 4),
-    }
-    if measured.first_error:
-        result["first_error"] = measured.first_error
-    return result
+    def report(self) -> dict[str, Any]:
+        n = max(self.load.requests, 1)
+        result = {
+            "requests": self.load.requests,
+            "errors": self.load.errors,
+            "req_per_s": round(self.load.requests / max(self.load.elapsed, 1e-9)),
+            "latency_ms": percentiles(self.load.latencies_ms, (50, 99)),
+            "server_cpu_ms_per_request": round(sum(self.cpu.values()) / n * 1000, 4),
+            "cpu_ms_per_request": {k: round(v / n * 1000, 4) for k, v in self.cpu.items()},
+            "redis_cpu_ms_per_request": round(self.redis / n * 1000, 4),
+            "client_cpu_ms_per_request": round(self.client / n * 1000, 4),
+        }
+        if self.load.first_error:
+            result["first_error"] = self.load.first_error
+        return result
 
 
 async def kserve(
     stack: Stack, server: ModelServerProcess, args: argparse.Namespace, run: int
 ) -> dict[str, Any]:
+    """Both servers in turn, ``--kserve-slices`` slices of each (``--kserve-seconds`` in all
+    per server), so that what else runs on the machine meanwhile hits both alike."""
     assert stack.gateway is not None
-    ours_url = f"{stack.gateway.url}/v2/models/{ECHO_MODEL}/infer"
-    theirs_url = f"{server.url}/v2/models/{ECHO_MODEL}/infer"
     sides = [
-        ("gateway", ours_url, lambda: stack.pids("kserve-echo")),
-        ("kserve_modelserver", theirs_url, lambda: {"modelserver": server.pids()}),
+        Side(
+            "gateway",
+            f"{stack.gateway.url}/v2/models/{ECHO_MODEL}/infer",
+            lambda: stack.pids("kserve-echo"),
+        ),
+        Side(
+            "kserve_modelserver",
+            f"{server.url}/v2/models/{ECHO_MODEL}/infer",
+            lambda: {"modelserver": server.pids()},
+        ),
     ]
     if run % 2:
         sides.reverse()
-    result: dict[str, Any] = {"order": [name for name, _, _ in sides]}
-    for name, url, groups in sides:
-        result[name] = await infer_load(stack, url, groups(), args)
+    concurrency, slices = args.kserve_concurrency, max(args.kserve_slices, 1)
+    for side in sides:
+        await side.run(stack, concurrency, 1.0, count=False)
+    for _ in range(slices):
+        for side in sides:
+            await side.run(stack, concurrency, args.kserve_seconds / slices, count=True)
+    result: dict[str, Any] = {"order": [side.name for side in sides], "slices": slices}
+    result |= {side.name: side.report() for side in sides}
     ours, theirs = result["gateway"], result["kserve_modelserver"]
     result["ratio_to_kserve"] = round(ours["req_per_s"] / max(theirs["req_per_s"], 1), 3)
     result["cpu_per_request_ratio"] = round(

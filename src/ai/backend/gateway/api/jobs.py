@@ -50,7 +50,9 @@ async def _answer(request: web.Request, job: JobInfo) -> web.Response:
     within that time."""
     wait = _query_float(request, "wait", maximum=MAX_WAIT)
     if wait:
-        job = await context(request).jobs.wait(job.id, caller=caller(request), timeout=wait)
+        job = await context(request).jobs.wait(
+            job.id, caller=caller(request), timeout=wait, known=job
+        )
         if job.status.is_terminal:
             return json_response(job.model_dump(mode="json"))
     return json_response(handle_of(request, job).model_dump(mode="json"), status=202)

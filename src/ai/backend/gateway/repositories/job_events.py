@@ -71,6 +71,7 @@ class _JobState:
 
 
 _JOBS = cast(sa.Table, JobRow.__table__)
+_INSERT_EVENTS = sa.insert(cast(sa.Table, JobEventRow.__table__))
 _UPDATE_JOBS = (
     sa.update(_JOBS)
     .where(_JOBS.c.id == sa.bindparam("b_id"))
@@ -81,6 +82,8 @@ _UPDATE_JOBS = (
         progress=sa.bindparam("b_progress"),
         result=sa.bindparam("b_result", type_=_JOBS.c.result.type),
         error=sa.bindparam("b_error", type_=_JOBS.c.error.type),
+        # a job with an event was published, whether or not its creator could say so
+        published_at=sa.func.coalesce(_JOBS.c.published_at, sa.func.now()),
         updated_at=sa.func.now(),
     )
 )
@@ -100,15 +103,23 @@ def _progress(event: JobEvent, route_length: int) -> float | None:
     return min(done / total, 1.0)
 
 
-INSERT_CHUNK = 1000  # rows per INSERT (6 parameters each; asyncpg allows 32767 in all)
-
-
 def _event_data(event: JobEvent) -> dict[str, Any]:
     """The event as stored: text PostgreSQL cannot hold (NUL, lone surrogates: a handler's
     output) is scrubbed, so one odd string cannot stop the events of every job."""
     dumped = event.model_dump(mode="json", exclude_none=True)
     data: dict[str, Any] = clean_strings(dumped, scrub=True)
     return data
+
+
+def terminal_fields(kind: JobEventKind, data: dict[str, Any]) -> dict[str, Any]:
+    """What a terminal event (as stored: ``data``) sets on its job besides ``status``."""
+    if kind is JobEventKind.SUCCEEDED:
+        return {"result": data.get("result"), "progress": 1.0}
+    if kind is JobEventKind.FAILED:
+        return {"error": data.get("error")}
+    details = data.get("data")
+    reason = details.get("reason") if isinstance(details, dict) else None
+    return {"error": {"code": "cancelled", "message": reason or "cancelled"}}
 
 
 class JobEventRepository:
@@ -153,11 +164,10 @@ class JobEventRepository:
                 )
             rows = self._fold(incoming, jobs, seen, report)
             if rows:
-                for start in range(0, len(rows), INSERT_CHUNK):
-                    chunk = rows[start : start + INSERT_CHUNK]
-                    await session.execute(sa.insert(JobEventRow).values(chunk))
-                changed = [state.row(job_id) for job_id, state in jobs.items() if state.changes]
+                # one compiled statement for many rows (see JobRepository.insert)
                 connection = await session.connection()
+                await connection.execute(_INSERT_EVENTS, rows)
+                changed = [state.row(job_id) for job_id, state in jobs.items() if state.changes]
                 await connection.execute(_UPDATE_JOBS, changed)
         return report
 
@@ -222,15 +232,7 @@ class JobEventRepository:
         if event.kind.is_terminal:
             state.status = JobStatus(event.kind.value)
             state.changes["status"] = state.status
-            if event.kind is JobEventKind.SUCCEEDED:
-                state.changes["result"] = data.get("result")
-                state.changes["progress"] = 1.0
-            elif event.kind is JobEventKind.FAILED:
-                state.changes["error"] = data.get("error")
-            elif event.kind is JobEventKind.CANCELLED:
-                details = data.get("data")
-                reason = details.get("reason") if isinstance(details, dict) else None
-                state.changes["error"] = {"code": "cancelled", "message": reason or "cancelled"}
+            state.changes.update(terminal_fields(event.kind, data))
         elif state.status is JobStatus.PENDING:
             state.status = JobStatus.RUNNING
             state.changes["status"] = state.status

@@ -6,7 +6,7 @@ import base64
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,6 +18,8 @@ from ..errors import InvalidArgument
 from ..models import JobRow
 
 OPEN_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING)
+_JOBS = cast(sa.Table, JobRow.__table__)
+_INSERT_JOBS = sa.insert(_JOBS).returning(_JOBS.c.id, _JOBS.c.created_at)
 
 
 @dataclass(frozen=True)
@@ -85,27 +87,32 @@ class JobRepository:
             for job in jobs
         ]
         async with self._sessions.begin() as session:
-            result = await session.execute(
-                sa.insert(JobRow).values(rows).returning(JobRow.id, JobRow.created_at)
-            )
+            # one compiled statement, executed for many rows (SQLAlchemy batches them into
+            # multi-row INSERTs): a statement built with .values(rows) is compiled anew each time
+            connection = await session.connection()
+            result = await connection.execute(_INSERT_JOBS, rows)
             return {row.id: row.created_at for row in result}
 
     async def mark_published(self, job_ids: Sequence[str]) -> None:
         if not job_ids:
             return
         async with self._sessions.begin() as session:
-            # rows locked in id order, as the event applier locks them: no deadlock between us
-            await session.execute(
-                sa.select(JobRow.id)
-                .where(JobRow.id.in_(job_ids))
-                .order_by(JobRow.id)
-                .with_for_update()
+            # rows the event applier holds are skipped, not waited for: it stamps them itself
+            # (a job with an event was published); locked in id order, as the applier locks them
+            locked = list(
+                await session.scalars(
+                    sa.select(JobRow.id)
+                    .where(JobRow.id.in_(job_ids), JobRow.published_at.is_(None))
+                    .order_by(JobRow.id)
+                    .with_for_update(skip_locked=True)
+                )
             )
-            await session.execute(
-                sa.update(JobRow)
-                .where(JobRow.id.in_(job_ids), JobRow.published_at.is_(None))
-                .values(published_at=sa.func.now())
-            )
+            if locked:
+                await session.execute(
+                    sa.update(JobRow)
+                    .where(JobRow.id.in_(locked))
+                    .values(published_at=sa.func.now())
+                )
 
     async def get(self, job_id: str) -> StoredJob | None:
         async with self._sessions() as session:

@@ -24,7 +24,7 @@ from ai.backend.common.dto.job_event import JobEvent, JobEventKind, JobStatus
 from ..clients.data_plane import DataPlaneClient
 from ..errors import Conflict, InvalidArgument, JobNotFound
 from ..metrics import GatewayMetrics
-from ..repositories.job_events import IncomingEvent, JobEventRepository
+from ..repositories.job_events import IncomingEvent, JobEventRepository, terminal_fields
 from ..repositories.jobs import JobRepository, NewJob
 from .event_ingestor import EventIngestor, is_refused
 from .job_event_hub import JobEventHub
@@ -216,19 +216,32 @@ class JobService:
         await self._ingestor.apply_local([IncomingEvent(event)])
         return await self.get(job_id, caller=caller)
 
-    async def wait(self, job_id: str, *, caller: Caller, timeout: float) -> JobInfo:
-        """The job once it has ended, or as it is when ``timeout`` seconds have passed."""
+    async def wait(
+        self, job_id: str, *, caller: Caller, timeout: float, known: JobInfo | None = None
+    ) -> JobInfo:
+        """The job once it has ended, or as it is when ``timeout`` seconds have passed.
+        ``known``: the job as the caller just created it (saves reading it first)."""
         loop = asyncio.get_running_loop()
         until = loop.time() + timeout
         with self._hub.listen(job_id) as listener:
-            job = await self.get(job_id, caller=caller)
+            job = known if known is not None else await self.get(job_id, caller=caller)
             while not job.status.is_terminal:
                 remaining = until - loop.time()
                 if remaining <= 0:
                     break
                 news = await listener.wait(min(remaining, FALLBACK_POLL))
                 events, poked = listener.take()
-                if poked or not news or any(e.kind.is_terminal for e in events):
+                ended = next((e for e in events if e.kind.is_terminal), None)
+                if ended is not None:
+                    # stored by this replica just now: the job with its end applied
+                    return job.model_copy(
+                        update={
+                            "status": JobStatus(ended.kind.value),
+                            "updated_at": ended.at,
+                            **terminal_fields(ended.kind, ended.data),
+                        }
+                    )
+                if poked or not news:
                     job = await self.get(job_id, caller=caller)
         return job
 

@@ -223,7 +223,7 @@ async def _answer(exchange: Exchange, job: JobInfo, wait: float) -> web.StreamRe
     jobs = exchange.context.jobs
     try:
         ended = await _unless_client_gone(
-            exchange, jobs.wait(job.id, caller=exchange.caller, timeout=wait)
+            exchange, jobs.wait(job.id, caller=exchange.caller, timeout=wait, known=job)
         )
     except _ServerStopping:
         ended = await jobs.get(job.id, caller=exchange.caller)
