@@ -138,8 +138,8 @@ async def test_schema_oneshot_twice_then_status(missing_database_url: str) -> No
         f"current revision: {head}",
         f"head revision: {head}",
         "up to date: yes",
-        "tables: actors, agents, alembic_version, job_events, jobs, keypairs, models, replicas,"
-        " scheduler_events",
+        "tables: actors, agents, alembic_version, api_tokens, job_events, jobs, keypairs, models,"
+        " replicas, scheduler_events",
     ]
 
 

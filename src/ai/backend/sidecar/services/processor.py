@@ -141,12 +141,14 @@ class ActorProcessor:
                 ErrorCode.TIMEOUT, "the job's deadline passed before the call", reason="timeout"
             )
             return self._fail(delivery, envelope, failure, dead_letter=False)
+        running = 0
         if not envelope.events_off:
-            self.events.emit(event_fields(envelope, "running", actor))
+            running = self.events.emit(event_fields(envelope, "running", actor))
         answer, streamed = await self._call(delivery, envelope)
-        if streamed:
-            # partials and progress reach bai:events before anything that may end the job
-            await self.events.written(streamed)
+        if streamed or running:
+            # this hop's events (running, partials, progress) reach bai:events before anything
+            # its outcome writes: the next hop's events, or the job's end, come after them
+            await self.events.written(max(running, streamed))
         if isinstance(answer, CallFailure):
             return self._after_failure(delivery, envelope, answer)
         self.metrics.processed.inc()
