@@ -15,7 +15,7 @@ from ai.backend.manager.models.schema import oneshot
 from ai.backend.testutils.control_plane import (
     Cluster,
     RunningManager,
-    create_keypair,
+    insert_keypair,
     kill_processes_mentioning,
     manager_env,
     start_manager,
@@ -97,7 +97,7 @@ async def manager(
     port = free_port()
     env = manager_env(db_url=database_url, redis_url=redis_url(), prefix=key_prefix, port=port)
     child = await start_manager(processes, "manager", env)
-    admin = create_keypair(database_url, "--admin")
+    admin = await insert_keypair(database_url, "admin")
     async with aiohttp.ClientSession() as session:
         yield RunningManager(
             child, f"http://127.0.0.1:{port}", database_url, key_prefix, admin, session
@@ -110,7 +110,7 @@ async def cluster(
 ) -> AsyncIterator[Cluster]:
     """The manager plus a keypair for agents; ``add_agent`` starts agent processes, which are
     stopped with SIGTERM at the end (their replicas too: the test's state dirs are swept)."""
-    keys = create_keypair(manager.database_url, "--role", "agent")
+    keys = await insert_keypair(manager.database_url, "agent")
     plane = DataPlane(processes, redis_client, RedisKeys(manager.prefix), tmp_path)
     cluster = Cluster(manager, plane, processes, tmp_path, keys, {})
     yield cluster

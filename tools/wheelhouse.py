@@ -120,9 +120,23 @@ def main() -> None:
                 if not pip_download(wheelhouse, req, check=False):
                     pip_download(wheelhouse, f"--python-version={PYVER}", *MAC_PLATFORMS, req)
     todo += locked_pins(wheelhouse)
-    if todo:
-        print(f"[wheelhouse] pip download --no-deps {' '.join(todo)}", file=sys.stderr)
-        pip_download(wheelhouse, "--no-deps", *todo)
+    for batch in one_version_each(todo):  # pip refuses two versions of a project in one call
+        print(f"[wheelhouse] pip download --no-deps {' '.join(batch)}", file=sys.stderr)
+        pip_download(wheelhouse, "--no-deps", *batch)
+
+
+def one_version_each(pins: list[str]) -> list[list[str]]:
+    """Split ``name==version`` pins into batches that name each project at most once (two
+    resolves may lock different versions of one project)."""
+    batches: list[dict[str, str]] = []
+    for pin in pins:
+        name = canonicalize_name(pin.split("==", 1)[0])
+        batch = next((b for b in batches if name not in b), None)
+        if batch is None:
+            batch = {}
+            batches.append(batch)
+        batch[name] = pin
+    return [list(b.values()) for b in batches]
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import aiohttp
 import examples.kserve_echo  # noqa: F401  (the replica's handler: Pants packs it with this)
 import pytest
 
-from ai.backend.testutils.control_plane import Cluster, create_keypair
+from ai.backend.testutils.control_plane import Cluster, insert_keypair
 from ai.backend.testutils.gateway import RunningGateway, deploy, gateway_for
 from ai.backend.testutils.services import free_port
 from ai.backend.testutils.waiting import wait_until
@@ -39,7 +39,7 @@ async def kserve(cluster: Cluster) -> KServeSetup:
     await cluster.add_agent("node-1")
     await deploy(cluster, "kserve-echo", "examples.kserve_echo:app", concurrency=8)
     grpc_port = free_port()
-    registry_reader = create_keypair(cluster.manager.database_url, "--role", "gateway")
+    registry_reader = await insert_keypair(cluster.manager.database_url, "gateway")
     gateway = await gateway_for(
         cluster,
         None,

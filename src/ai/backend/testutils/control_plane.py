@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 # what the children run (Pants packs what this module imports): the manager, the agent, and
 # the sidecars and runtimes the agent starts
@@ -27,7 +28,9 @@ import ai.backend.runtime.__main__  # noqa: F401
 import ai.backend.sidecar.cli  # noqa: F401
 from ai.backend.agent.clients.processes import process_start_time
 from ai.backend.common.auth.hmac_signing import sign_request
+from ai.backend.common.dto.manager_api import KeypairRoleName
 from ai.backend.common.json import dumps
+from ai.backend.manager.repositories.keypairs import KeypairRepository
 
 from .dataplane import TERMINAL_KINDS, DataPlane
 from .processes import Child, ProcessGroup
@@ -226,6 +229,18 @@ def create_keypair(database_url: str, *options: str) -> Keypair:
     assert done.returncode == 0, done.stderr
     created = json.loads(done.stdout)
     return Keypair(created["access_key"], created["secret_key"])
+
+
+async def insert_keypair(database_url: str, role: KeypairRoleName) -> Keypair:
+    """A keypair written straight through the manager's repository: what ``create_keypair``
+    does without starting a CLI process (fixtures make one per test)."""
+    engine = create_async_engine(database_url, pool_size=1)
+    try:
+        repository = KeypairRepository(async_sessionmaker(engine, expire_on_commit=False))
+        created = await repository.create(user_name=role, role=role)
+    finally:
+        await engine.dispose()
+    return Keypair(created.access_key, created.secret_key)
 
 
 @dataclass

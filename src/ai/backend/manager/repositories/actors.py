@@ -156,6 +156,9 @@ class ActorRepository:
 
     async def get(self, name: str) -> ActorInfo:
         async with self._sessions() as session:
+            # One snapshot for the actor, its replicas and its events: a replica's reason and
+            # the event that reported it are written together, so they are read together.
+            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             row = await session.get(ActorRow, name)
             if row is None:
                 raise ActorNotFound(f"actor {name!r} not found")
