@@ -42,18 +42,14 @@ def redis_client(url: str) -> Redis:
     """A client for the data plane: bytes in and out, and TCP keepalive with a health check so
     that a connection whose peer vanished (no FIN) is noticed within half a minute; commands
     are packed by hiredis on TCP connections."""
-    fast: dict[str, Any] = {}
-    if url.startswith("redis://"):
-        fast["connection_class"] = HiredisPackedConnection
-    return Redis.from_url(
-        url,
-        **fast,
-        decode_responses=False,
-        socket_keepalive=True,
-        socket_keepalive_options={
+    options: dict[str, Any] = {}
+    if url.startswith(("redis://", "rediss://")):  # TCP: a unix:// connection takes no keepalive
+        options["socket_keepalive"] = True
+        options["socket_keepalive_options"] = {
             socket.TCP_KEEPIDLE: 10,
             socket.TCP_KEEPINTVL: 5,
             socket.TCP_KEEPCNT: 3,
-        },
-        health_check_interval=15,
-    )
+        }
+    if url.startswith("redis://"):
+        options["connection_class"] = HiredisPackedConnection
+    return Redis.from_url(url, **options, decode_responses=False, health_check_interval=15)

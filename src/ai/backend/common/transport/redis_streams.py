@@ -54,6 +54,7 @@ from .redis_scripts import (
     REMOVE_IDLE_CONSUMERS,
     TOUCH_OWNED,
 )
+from .stream_depth import count_undelivered
 
 log = logging.getLogger(__spec__.name if __spec__ else __name__)
 
@@ -460,9 +461,9 @@ class RedisStreamsTransport(MessageTransport):
                 continue
             lag = group.get("lag")
             if lag is None:
-                # Redis cannot tell the lag after entries were deleted from the middle of the
-                # stream; the stream length is a safe upper bound for autoscaling.
-                lag = max(await self._redis.xlen(stream) - int(group["pending"]), 0)
+                # Redis 6.2 reports no lag, nor does 7 after deletions in the undelivered range
+                last_delivered = _text(group["last-delivered-id"])
+                lag = await count_undelivered(self._redis, stream, last_delivered)
             return QueueDepth(lag=int(lag), pending=int(group["pending"]))
         return QueueDepth(lag=int(await self._redis.xlen(stream)), pending=0)  # no consumer yet
 

@@ -17,12 +17,9 @@ from redis.exceptions import ResponseError
 
 from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.redis_keys import RedisKeys
+from ai.backend.common.transport.stream_depth import count_undelivered
 
 log = BraceStyleAdapter(logging.getLogger(__spec__.name))
-
-# the most undelivered entries the lag-less fallback counts: far above any useful depth
-# (max_replicas × queue_length), and a bound on the work of one XRANGE
-MAX_COUNTED_ENTRIES = 100_000
 
 
 def _text(value: Any) -> str:
@@ -31,15 +28,6 @@ def _text(value: Any) -> str:
 
 def _is_missing_stream(error: BaseException) -> bool:
     return isinstance(error, ResponseError) and "no such key" in str(error).lower()
-
-
-async def count_undelivered(
-    redis: Redis, stream: str, last_delivered_id: str, *, limit: int = MAX_COUNTED_ENTRIES
-) -> int:
-    """Entries of ``stream`` after ``last_delivered_id`` (at most ``limit``): the lag of a group
-    when Redis does not report it."""
-    entries: Any = await redis.xrange(stream, min=f"({last_delivered_id}", max="+", count=limit)
-    return len(entries)
 
 
 def _group_named(groups: Sequence[Mapping[str, Any]], name: str) -> Mapping[str, Any] | None:
