@@ -21,12 +21,16 @@ from ai.backend.common import __version__
 from ai.backend.common.aio import cancel_and_wait, new_runner
 from ai.backend.common.dto.agent import AgentHeartbeat, ReplicaStatus
 from ai.backend.common.log import BraceStyleAdapter
+from ai.backend.common.web import BODY_LIMIT_KEY, error_middleware
 
+from .api.logs import ReplicaLogsApi
 from .clients.manager import ManagerClient, ManagerUnavailable
 from .config import AgentConfig
 from .metrics import AgentMetrics
 from .services.launch import LaunchSettings
 from .services.reconciler import Reconciler
+from .services.replica_logs import ReplicaLogReader
+from .services.request_auth import RequestVerifier
 from .services.resources import NodeResources, detect_resources
 from .services.supervisor import SupervisionSettings
 
@@ -54,6 +58,7 @@ def launch_settings(config: AgentConfig, base_env: Mapping[str, str]) -> LaunchS
     )
 
 
+MAX_BODY = 1024 * 1024  # the agent's API takes no bodies; aiohttp's default limit
 STARTING_INTERVAL = 0.25  # seconds between heartbeats while a replica is starting
 
 
@@ -186,10 +191,19 @@ class AgentServer:
         return web.Response(body=self.metrics.render(), content_type="text/plain")
 
     async def _start_http(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
+        app[BODY_LIMIT_KEY] = MAX_BODY
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/v1/poke", self._poke)
+        logs_api = ReplicaLogsApi(
+            reader=ReplicaLogReader(self.config.agent.resolved_state_dir),
+            verifier=RequestVerifier(
+                access_key=self.config.manager.access_key,
+                secret_key=self.config.manager.secret_key,
+            ),
+        )
+        logs_api.add_routes(app)  # signed with this agent's keypair
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         site = web.TCPSite(self._http, self.config.api.host, self.config.api.port)

@@ -19,6 +19,10 @@ class AgentNotFound(NotFound):
     code = "agent_not_found"
 
 
+class ReplicaNotFound(NotFound):
+    code = "replica_not_found"
+
+
 class KeypairNotFound(NotFound):
     code = "keypair_not_found"
 

@@ -19,13 +19,16 @@ from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.redis_connection import redis_client
 from ai.backend.common.web import BODY_LIMIT_KEY, error_middleware, serve_until_stopped
 
+from .api import actor_logs as actor_logs_api
 from .api import actors as actors_api
 from .api import admin as admin_api
 from .api import agents as agents_api
 from .api import health as health_api
 from .api import models as models_api
+from .api import openapi as openapi_api
 from .api.context import CONTEXT_KEY, ManagerContext
 from .api.middlewares import auth_middleware
+from .clients.agent_logs import AgentLogClient
 from .clients.agent_poke import AgentPoker
 from .clients.queue_depth import queue_depths
 from .config import ManagerConfig
@@ -34,9 +37,11 @@ from .repositories.agents import AgentRepository
 from .repositories.api_tokens import ApiTokenRepository
 from .repositories.autoscaling import AutoscalingRepository
 from .repositories.keypairs import KeypairRepository
+from .repositories.log_sources import LogSourceRepository
 from .repositories.models import ModelRepository
 from .repositories.replicas import ReplicaPlanRepository
 from .repositories.stats import StatsRepository
+from .services.actor_logs import ActorLogService
 from .services.actors import ActorService
 from .services.agents import AgentService
 from .services.api_tokens import ApiTokenService
@@ -82,6 +87,7 @@ async def _background(app: web.Application, config: ManagerConfig) -> AsyncItera
         repository=AutoscalingRepository(sessions), redis=redis, key_prefix=prefix
     )
     poker = AgentPoker()
+    agent_logs = AgentLogClient()
     planner_pass = ReplicaPlanner(planner)
     timeout = config.scheduler.agent_timeout
 
@@ -119,6 +125,7 @@ async def _background(app: web.Application, config: ManagerConfig) -> AsyncItera
     app[CONTEXT_KEY] = ManagerContext(
         auth=AuthService(keypairs),
         actors=actor_service,
+        actor_logs=ActorLogService(LogSourceRepository(sessions), agent_logs),
         agents=AgentService(agent_repo),
         keypairs=KeypairService(keypairs),
         tokens=ApiTokenService(ApiTokenRepository(sessions)),
@@ -156,6 +163,7 @@ async def _background(app: web.Application, config: ManagerConfig) -> AsyncItera
             await cancel_and_wait(task)
         await leader.stop()
         await poker.close()
+        await agent_logs.close()
         await redis.aclose()
         await engine.dispose()
 
@@ -163,7 +171,15 @@ async def _background(app: web.Application, config: ManagerConfig) -> AsyncItera
 def build_app(config: ManagerConfig) -> web.Application:
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY)
     app[BODY_LIMIT_KEY] = MAX_BODY
-    for module in (health_api, admin_api, agents_api, actors_api, models_api):
+    for module in (
+        health_api,
+        admin_api,
+        agents_api,
+        actors_api,
+        actor_logs_api,
+        models_api,
+        openapi_api,
+    ):
         module.add_routes(app)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from ai.backend.common.dto.manager_api import KeypairInfo
 from ai.backend.common.web import json_response
 
+from ..services.actor_logs import ActorLogService
 from ..services.actors import ActorService
 from ..services.agents import AgentService
 from ..services.api_tokens import ApiTokenService
@@ -25,6 +26,7 @@ from ..services.models import ModelService
 class ManagerContext:
     auth: AuthService
     actors: ActorService
+    actor_logs: ActorLogService
     agents: AgentService
     keypairs: KeypairService
     tokens: ApiTokenService

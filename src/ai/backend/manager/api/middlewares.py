@@ -10,7 +10,7 @@ from ai.backend.common.web import Handler, check_path_parameters, signed_parts
 
 from .context import KEYPAIR_KEY, context
 
-PUBLIC_PATHS = frozenset({"/health", "/metrics"})
+PUBLIC_PATHS = frozenset({"/health", "/metrics", "/openapi.json"})
 
 
 @web.middleware

@@ -1,0 +1,185 @@
+"""``GET /v1/actors/{name}/logs`` end to end: a real manager asks real agents (signed with the
+agent's keypair) for the logs of replicas whose handler prints known lines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ai.backend.testutils.control_plane import Cluster, Keypair
+from ai.backend.testutils.gateway import deploy
+
+READ_TIMEOUT = 20.0
+PRINTER = '''"""Prints each of its payload's lines on stdout (the replica's runtime log)."""
+
+
+def shout(payload):
+    for line in payload["lines"]:
+        print(line, flush=True)
+    return {"printed": len(payload["lines"])}
+'''
+
+
+@pytest.fixture
+def printer_path(tmp_path: Path) -> str:
+    """A folder holding the module ``log_printer`` (handler ``log_printer:shout``)."""
+    folder = tmp_path / "handlers"
+    folder.mkdir()
+    (folder / "log_printer.py").write_text(PRINTER)
+    return str(folder)
+
+
+async def _deploy_printer(cluster: Cluster, printer_path: str, replicas: int = 1) -> list[str]:
+    """The ``shouter`` actor on agent ``node-1``; its replica ids, oldest first."""
+    await cluster.add_agent("node-1")
+    await deploy(
+        cluster,
+        "shouter",
+        "log_printer:shout",
+        pythonpath=[printer_path],
+        scaling={"min_replicas": replicas, "max_replicas": replicas},
+    )
+    return [r["id"] for r in (await cluster.actor("shouter"))["replicas"]]
+
+
+async def _print(cluster: Cluster, lines: list[str]) -> None:
+    job_id = uuid.uuid4().hex
+    await cluster.plane.publish(["shouter"], {"lines": lines}, job_id=job_id)
+    event = await cluster.plane.wait_terminal(job_id, timeout=30)
+    assert event["kind"] == "succeeded", event
+
+
+async def _logs(cluster: Cluster, query: str, keypair: Keypair | None = None) -> tuple[int, Any]:
+    response = await cluster.manager.client(keypair).get(f"/v1/actors/shouter/logs?{query}")
+    if response.status == 200:
+        assert isinstance(response.body, str | None)
+        return 200, [json.loads(line) for line in (response.body or "").splitlines()]
+    return response.status, response.body
+
+
+def _runtime(replica_id: str, *lines: str) -> list[dict[str, str]]:
+    return [{"replica_id": replica_id, "process": "runtime", "line": line} for line in lines]
+
+
+async def test_tail_gives_the_lines_the_handler_printed(
+    cluster: Cluster, printer_path: str
+) -> None:
+    [replica] = await _deploy_printer(cluster, printer_path)
+    await _print(cluster, ["alpha", "beta", "gamma"])
+    assert await _logs(cluster, "process=runtime&tail=2") == (
+        200,
+        _runtime(replica, "beta", "gamma"),
+    )
+    status, lines = await _logs(cluster, "tail=3")
+    assert status == 200
+    assert lines[:3] == _runtime(replica, "alpha", "beta", "gamma")
+    assert lines[3:] and {(line["replica_id"], line["process"]) for line in lines[3:]} == {
+        (replica, "sidecar")
+    }
+
+
+async def test_follow_receives_lines_printed_after_the_request_until_the_agent_stops(
+    cluster: Cluster, printer_path: str
+) -> None:
+    [replica] = await _deploy_printer(cluster, printer_path)
+    client = cluster.manager.client()
+    path = "/v1/actors/shouter/logs?process=runtime&tail=0&follow=1"
+    async with client.session.get(
+        client.endpoint + path, headers=client.headers("GET", path, b"")
+    ) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "application/x-ndjson"
+        await _print(cluster, ["printed while followed"])
+        raw = await asyncio.wait_for(response.content.readline(), READ_TIMEOUT)
+        assert json.loads(raw) == _runtime(replica, "printed while followed")[0]
+        cluster.agents["node-1"].kill(signal.SIGTERM)
+        rest = await asyncio.wait_for(response.content.read(), READ_TIMEOUT)
+    assert [json.loads(line) for line in rest.splitlines() if line.strip()] == [
+        {"replica_id": replica, "process": "error", "line": "agent node-1 ended the log stream"}
+    ]
+
+
+async def test_replicas_come_one_after_the_other_and_a_prefix_picks_one(
+    cluster: Cluster, printer_path: str
+) -> None:
+    first, second = await _deploy_printer(cluster, printer_path, replicas=2)
+    status, lines = await _logs(cluster, "tail=1")
+    assert status == 200
+    assert [(line["replica_id"], line["process"]) for line in lines] == [
+        (first, "runtime"),
+        (first, "sidecar"),
+        (second, "runtime"),
+        (second, "sidecar"),
+    ]
+    suffix = second.removeprefix("shouter-")
+    status, lines = await _logs(cluster, f"replica={suffix[:6]}&process=sidecar&tail=1")
+    assert (status, [line["replica_id"] for line in lines]) == (200, [second])
+    status, body = await _logs(cluster, "replica=shouter-")
+    assert (status, body["code"]) == (400, "invalid_input")
+    assert body["error"] == (
+        f"replica: 'shouter-' names several replicas of 'shouter': {first}, {second}"
+    )
+
+
+async def test_an_agent_that_does_not_answer_is_an_error_line(
+    cluster: Cluster, printer_path: str
+) -> None:
+    [replica] = await _deploy_printer(cluster, printer_path)
+    agent = cluster.agents["node-1"]
+    agent.kill(signal.SIGTERM)  # its replicas keep running; its API is gone
+    agent.wait(10)
+    status, lines = await _logs(cluster, f"replica={replica}")
+    assert status == 200
+    [line] = lines
+    assert (line["replica_id"], line["process"]) == (replica, "error")
+    assert line["line"].startswith("agent node-1 unreachable: ")
+
+
+async def test_an_actor_without_placed_replicas_has_an_empty_log(cluster: Cluster) -> None:
+    await cluster.add_agent("node-1")
+    spec = {"handler": "log_printer:shout", "resources": {"cpu": 64}}  # more than node-1 has
+    assert (await cluster.manager.client().put("/v1/actors/shouter", spec)).status == 201
+    assert await _logs(cluster, "tail=5") == (200, [])
+
+
+async def test_unknown_actor_unknown_replica_and_bad_queries_are_refused(
+    cluster: Cluster, printer_path: str
+) -> None:
+    await _deploy_printer(cluster, printer_path)
+    client = cluster.manager.client()
+    missing = await client.get("/v1/actors/nope/logs")
+    assert (missing.status, missing.body) == (
+        404,
+        {"error": "actor 'nope' not found", "code": "actor_not_found"},
+    )
+    assert await _logs(cluster, "replica=ffff") == (
+        404,
+        {"error": "replica: actor 'shouter' has no replica 'ffff'", "code": "replica_not_found"},
+    )
+    assert await _logs(cluster, "tail=10001") == (
+        400,
+        {"error": "tail: expected a whole number from 0 to 10000", "code": "invalid_input"},
+    )
+    assert await _logs(cluster, "follow=2") == (
+        400,
+        {"error": "follow: expected 0 or 1, got '2'", "code": "invalid_input"},
+    )
+
+
+async def test_the_logs_need_a_users_signature(cluster: Cluster, printer_path: str) -> None:
+    await _deploy_printer(cluster, printer_path)
+    forged = Keypair(cluster.manager.admin.access_key, "not-the-secret")
+    status, body = await _logs(cluster, "tail=1", forged)
+    assert (status, body["code"]) == (401, "invalid_signature")
+    status, body = await _logs(cluster, "tail=1", cluster.agent_keys)
+    assert (status, body["code"]) == (403, "role_not_allowed")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{cluster.manager.endpoint}/v1/actors/shouter/logs") as response:
+            assert response.status == 401
