@@ -1,0 +1,1 @@
+"""``./backend.ai demo``: the platform's tour through the real services."""
