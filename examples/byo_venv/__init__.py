@@ -1,0 +1,1 @@
+"""Example: an actor whose handler runs under an interpreter of your own (``app.py``)."""

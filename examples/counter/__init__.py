@@ -1,0 +1,1 @@
+"""Example: a class handler that keeps state across calls (``app.py``)."""

@@ -1,0 +1,1 @@
+"""Example: a pipeline of two actors, ``doubler`` then ``incrementer`` (``app.py``)."""

@@ -1,0 +1,1 @@
+"""Example: the smallest actor, a function that answers with its payload (``app.py``)."""

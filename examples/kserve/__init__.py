@@ -1,0 +1,1 @@
+"""Example: a KServe v2 model served by an actor (``app.py``)."""

@@ -1,0 +1,1 @@
+"""Example: a generator that streams tokens as partial results (``app.py``)."""
