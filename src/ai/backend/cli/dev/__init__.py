@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Final
 
 import click
 from rich.console import Console
@@ -34,7 +35,8 @@ from .settings import (
     default_redis_url,
 )
 
-PORT = click.IntRange(1, 65535)
+MAX_PORT: Final = 65535
+PORT = click.IntRange(1, MAX_PORT)
 
 
 @click.group(name="dev")
@@ -149,6 +151,13 @@ def up(
     from .summary import print_summary
     from .up import bring_up
 
+    last_agent_port = agent_port + agents - 1
+    if last_agent_port > MAX_PORT:
+        raise click.BadParameter(
+            f"{agents} agents from port {agent_port} need ports up to {last_agent_port},"
+            f" past {MAX_PORT}: choose a lower --agent-port or fewer --agents",
+            param_hint="'--agent-port'",
+        )
     settings = UpSettings(
         agents=agents,
         mock_gpus=mock_gpus,
@@ -166,7 +175,7 @@ def up(
     console = Console(highlight=False)
     with hold_lock(paths, waiting_message=lambda: _waiting(console)):
         record, client_config = asyncio.run(bring_up(settings, paths, StepPrinter(console)))
-    print_summary(console, record, client_config)
+    print_summary(console, record, client_config.path)
 
 
 @main.command()
@@ -235,7 +244,7 @@ def down(purge: bool, timeout: float) -> None:
     """Stop the dev stack (gracefully, then forcibly); the data stays unless --purge."""
     from .console import StepPrinter
     from .down import purge as purge_state
-    from .down import stop_stack
+    from .down import stop_stack, stop_unrecorded_data_services
 
     paths = DevPaths.discover()
     console = Console(highlight=False)
@@ -244,6 +253,7 @@ def down(purge: bool, timeout: float) -> None:
         record = load_record(paths.stack_file)
         if record is None:
             printer.note(f"no dev stack recorded at {paths.stack_file}")
+            asyncio.run(stop_unrecorded_data_services(paths, printer, grace=timeout))
         else:
             asyncio.run(stop_stack(record, paths, printer, grace=timeout))
         if purge:

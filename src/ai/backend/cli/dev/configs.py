@@ -10,14 +10,12 @@ something else, while other settings (``BACKEND_LOGGING__LEVEL=DEBUG``) still pa
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from ai.backend.common.files import write_atomically
-
+from .paths import write_private_file
 from .record import KeypairRecord
 
 HOST: Final = "127.0.0.1"
@@ -153,5 +151,4 @@ def agent_config(
 def write_config(path: Path, document: Mapping[str, Any]) -> None:
     """Write the service's TOML file, readable only by its owner (it holds a secret key)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_atomically(path, toml_text(document))
-    os.chmod(path, 0o600)
+    write_private_file(path, toml_text(document))

@@ -10,16 +10,20 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 
-from .embedded import postgres_answers, redis_answers, start_embedded_postgres, start_embedded_redis
+from .embedded import (
+    EMBEDDED_STOP_GRACE,
+    postgres_answers,
+    redis_answers,
+    start_embedded_postgres,
+    start_embedded_redis,
+)
 from .errors import DevStackError
 from .paths import DevPaths
 from .processes import is_running, stop_processes
 from .record import DataServiceRecord
 from .settings import UrlChoice
-
-EMBEDDED_STOP_GRACE = 20.0
 
 
 def check_unchanged(name: str, choice: UrlChoice, recorded: DataServiceRecord | None) -> None:
@@ -47,14 +51,20 @@ async def choose_postgres(
     if not keep_embedded and await postgres_answers(choice.url):
         chosen = DataServiceRecord(name="postgres", url=choice.url, embedded=False)
     else:  # started, or found running, by embedded-postgres
-        chosen = await asyncio.to_thread(start_embedded_postgres, paths.postgres_dir)
+        chosen = await start_embedded_postgres(paths.postgres_dir)
     await _retire(recorded, chosen)
     return chosen
 
 
 async def choose_redis(
-    choice: UrlChoice, recorded: DataServiceRecord | None, paths: DevPaths, *, timeout: float
+    choice: UrlChoice,
+    recorded: DataServiceRecord | None,
+    paths: DevPaths,
+    *,
+    timeout: float,
+    on_started: Callable[[DataServiceRecord], None] = lambda record: None,
 ) -> DataServiceRecord:
+    """``on_started``: called with an embedded server's record as soon as it runs."""
     keep_embedded = recorded is not None and recorded.embedded and not choice.explicit
     if keep_embedded:
         assert recorded is not None
@@ -71,7 +81,11 @@ async def choose_redis(
         await _retire(recorded, chosen)
         return chosen
     chosen = await start_embedded_redis(
-        paths.redis_dir, paths.redis_socket, paths.log_file("redis"), timeout=timeout
+        paths.redis_dir,
+        paths.redis_socket,
+        paths.log_file("redis"),
+        timeout=timeout,
+        on_started=on_started,
     )
     await _retire(recorded, chosen)
     return chosen

@@ -9,15 +9,28 @@ import contextlib
 import json
 import shutil
 import signal
-import tomllib
 from pathlib import Path
 
 from ai.backend.client.config import client_config_path
 
+from .client_config import restore_client_config
 from .console import StepPrinter
+from .embedded_processes import (
+    find_embedded_redis,
+    find_postmaster,
+    is_embedded_postmaster,
+    is_embedded_redis,
+)
 from .paths import DevPaths
 from .processes import StopOutcome, is_running, stop_processes
-from .record import ProcessRecord, ServiceKind, ServiceRecord, StackRecord, save_record
+from .record import (
+    DataServiceRecord,
+    ProcessRecord,
+    ServiceKind,
+    ServiceRecord,
+    StackRecord,
+    save_record,
+)
 
 
 def replica_processes(agents_dir: Path) -> list[ProcessRecord]:
@@ -67,17 +80,54 @@ async def stop_stack(
     for kind in (ServiceKind.GATEWAY, ServiceKind.MANAGER):
         for service in by_kind[kind]:
             await stop(service.name, [service.process])
-    if record.redis is not None and record.redis.embedded and record.redis.process:
-        await stop("redis (embedded)", [record.redis.process])
-    if record.db is not None and record.db.embedded and record.db.process:
-        await stop("postgres (embedded)", [record.db.process], signal.SIGINT)
+    for data, signum in ((record.redis, signal.SIGTERM), (record.db, signal.SIGINT)):
+        if data is None or not data.embedded or data.process is None:
+            continue
+        name = f"{data.name} (embedded)"
+        if is_running(data.process) and not _is_data_server(data):
+            printer.note(
+                f"{name}: pid {data.process.pid} is not its server (a record of an earlier"
+                " version may name another program): left alone"
+            )
+            continue
+        await stop(name, [data.process], signum)
+    await stop_unrecorded_data_services(paths, printer, grace=grace)
     save_record(paths.stack_file, record)
 
 
+def _is_data_server(data: DataServiceRecord) -> bool:
+    """Whether the recorded embedded server's process runs the server on its data folder."""
+    if data.process is None or data.data_dir is None:
+        return False
+    if data.name == "postgres":
+        return is_embedded_postmaster(data.process.pid, data.data_dir)
+    return is_embedded_redis(data.process.pid, data.data_dir)
+
+
+async def stop_unrecorded_data_services(
+    paths: DevPaths, printer: StepPrinter, *, grace: float
+) -> None:
+    """Stop an embedded PostgreSQL or Redis that runs on the state folder's data without being
+    recorded (a `dev up` interrupted while it started them), found by their pid files."""
+    found = [
+        ("redis (embedded, not recorded)", find_embedded_redis(paths.redis_dir), signal.SIGTERM),
+        ("postgres (embedded, not recorded)", find_postmaster(paths.postgres_dir), signal.SIGINT),
+    ]
+    for name, process, signum in found:
+        if process is not None:
+            outcomes = await stop_processes([process], grace=grace, signum=signum)
+            _report(printer, name, outcomes, grace)
+
+
 def purge(record: StackRecord | None, paths: DevPaths, printer: StepPrinter) -> None:
-    """Delete the state folder, and ``client.toml`` when it holds the stack's admin keypair."""
+    """Delete the state folder, and ``client.toml`` when it holds the stack's admin keypair
+    (putting back the one ``dev up`` kept aside, if any)."""
     if record is not None:
-        _remove_client_config(record)
+        removed, restored = restore_client_config(record)
+        if restored is not None:
+            printer.info(f"restored {client_config_path()} from {restored}")
+        elif removed:
+            printer.info(f"deleted {client_config_path()}")
         for data in (record.db, record.redis):
             if data is not None and not data.embedded:
                 printer.note(
@@ -86,14 +136,3 @@ def purge(record: StackRecord | None, paths: DevPaths, printer: StepPrinter) -> 
     if paths.root.exists():
         shutil.rmtree(paths.root)
         printer.info(f"deleted {paths.root}")
-
-
-def _remove_client_config(record: StackRecord) -> None:
-    admin = record.keypairs.get("admin")
-    path = client_config_path()
-    if admin is None or not path.is_file():
-        return
-    with contextlib.suppress(OSError, tomllib.TOMLDecodeError):
-        written = tomllib.loads(path.read_text()).get("client", {})
-        if written.get("access_key") == admin.access_key:
-            path.unlink()

@@ -7,7 +7,8 @@ Relative paths are resolved against the repository root (the folder holding ``ex
 Each spec is applied with ``PUT /v1/actors/{name}`` (its relative ``pythonpath`` resolved
 against the spec's folder, as ``actor apply -f`` does); the tool files are copied into the
 gateway's tools folder (``dev/tools/``, which ``dev up`` owns), which the gateway reads at start
-and again on SIGHUP. A missing manifest or file is skipped with a note, never an error.
+and again on SIGHUP. A missing manifest or file, or an actor the manager refuses, is skipped
+with a note; a manager that does not answer is an error.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ai.backend.common.dto.tool_spec import ToolCatalog
 
-from .manager_api import ManagerApi, ManagerApiError
+from .errors import DevStackError
+from .manager_api import ManagerApi, ManagerApiError, ManagerUnreachable
 
 MANIFEST_NAME: Final = "dev-stack.yaml"
 TOOL_FILE_SUFFIX: Final = ".yaml"
@@ -91,8 +93,10 @@ async def apply_actors(
         try:
             result = await manager.apply_actor(spec)
         except ManagerApiError as e:
-            outcome.notes.append(f"actor {spec['name']} ({entry}) refused: {e}")
+            outcome.notes.append(f"actor {spec['name']} ({entry}) not applied: {e}")
             continue
+        except ManagerUnreachable as e:
+            raise DevStackError(f"the example actors were not applied: {e}") from None
         state = "created" if result.created else "updated" if result.changed else "unchanged"
         outcome.applied.append(f"{result.name} ({state})")
 

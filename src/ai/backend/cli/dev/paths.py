@@ -17,11 +17,15 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import secrets
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from .errors import DevStackError
 
 STATE_DIR_NAME: Final = "backend.ai"
 MAX_SOCKET_PATH: Final = 100  # sun_path holds 107 bytes and a NUL; keep a margin
@@ -32,13 +36,68 @@ def state_home() -> Path:
     return Path(configured) if configured else Path.home() / ".local" / "state"
 
 
+def _fits(path: Path) -> bool:
+    return len(os.fsencode(str(path.absolute()))) <= MAX_SOCKET_PATH
+
+
 def unix_socket_path(preferred: Path) -> Path:
-    """``preferred`` when a Unix socket fits there, else a short path under the temporary
-    directory derived from it (the same one every time)."""
-    if len(os.fsencode(str(preferred.absolute()))) <= MAX_SOCKET_PATH:
+    """``preferred`` when a Unix socket fits there, else a short path derived from it (the same
+    one every time) in a folder of its own under ``$XDG_RUNTIME_DIR`` (this user's), else under
+    the temporary directory (shared: :func:`ensure_private_dir` checks it before use)."""
+    if _fits(preferred):
         return preferred
     digest = hashlib.sha256(str(preferred.absolute()).encode()).hexdigest()[:16]
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime_dir and os.path.isabs(runtime_dir) and os.path.isdir(runtime_dir):
+        candidate = Path(runtime_dir) / f"bai-dev-{digest}" / preferred.name
+        if _fits(candidate):
+            return candidate
     return Path(tempfile.gettempdir()) / f"bai-dev-{os.getuid()}-{digest}" / preferred.name
+
+
+def ensure_private_dir(folder: Path) -> None:
+    """Create ``folder`` (its parent must exist) readable only by this user, or check that the
+    one there is such a folder: a directory, not a link, owned by this user, mode 0700. In a
+    shared place (``/tmp``) another user could have made it first, to read or replace what
+    goes in it."""
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    else:
+        os.chmod(folder, 0o700)  # whatever the umask
+    found = os.lstat(folder)
+    problem = None
+    if stat.S_ISLNK(found.st_mode):
+        problem = "is a link"
+    elif not stat.S_ISDIR(found.st_mode):
+        problem = "is not a directory"
+    elif found.st_uid != os.getuid():
+        problem = f"belongs to uid {found.st_uid}, not to this user (uid {os.getuid()})"
+    elif stat.S_IMODE(found.st_mode) != 0o700:
+        problem = f"has mode {stat.S_IMODE(found.st_mode):o}, not 700"
+    if problem is not None:
+        raise DevStackError(
+            f"{folder} {problem}: refusing to put the stack's sockets there; remove it"
+            " (or set XDG_RUNTIME_DIR to a folder of your own)"
+        )
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write ``path`` atomically with mode 0600 from the first byte: a new file beside it
+    (``O_EXCL``), then a rename over it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 @dataclass(frozen=True)

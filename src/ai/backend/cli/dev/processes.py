@@ -85,6 +85,32 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def process_command_line(pid: int) -> list[str] | None:
+    """The arguments of process ``pid`` (``/proc/<pid>/cmdline``), ``None`` when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [os.fsdecode(arg) for arg in raw.split(b"\0")[:-1]] if raw else []
+
+
+def process_executable(pid: int) -> Path | None:
+    """The program process ``pid`` runs (``/proc/<pid>/exe``), ``None`` when it is gone or not
+    ours to inspect."""
+    try:
+        target = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    return Path(target.removesuffix(" (deleted)"))  # the program was replaced since it started
+
+
+def process_working_dir(pid: int) -> Path | None:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
+
+
 def identify(pid: int) -> ProcessRecord | None:
     start_time = process_start_time(pid)
     return None if start_time is None else ProcessRecord(pid=pid, start_time=start_time)
@@ -132,6 +158,34 @@ def owns_listener(process: ProcessRecord, port: int) -> bool:
         if target.startswith("socket:[") and target[8:-1] in inodes:
             return True
     return False
+
+
+def signal_process(process: ProcessRecord, signum: int) -> bool:
+    """Send ``signum`` to ``process`` if it still runs (same pid and start time); whether it was
+    sent. Through a pidfd where there are pidfds, so that a pid recycled between the check and
+    the signal cannot receive it."""
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except ProcessLookupError:
+        return False
+    except (AttributeError, OSError):  # no pidfds: check, then signal
+        if not is_running(process):
+            return False
+        try:
+            os.kill(process.pid, signum)
+        except ProcessLookupError:
+            return False
+        return True
+    try:
+        if not is_running(process):  # the pidfd pins the process checked here
+            return False
+        try:
+            signal.pidfd_send_signal(pidfd, signum)
+        except ProcessLookupError:
+            return False
+        return True
+    finally:
+        os.close(pidfd)
 
 
 @dataclass
@@ -218,19 +272,14 @@ async def stop_processes(
 ) -> list[StopOutcome]:
     """Send ``signum`` to each running process, wait up to ``grace`` seconds for all of them,
     then SIGKILL those left and wait for them to go."""
-    running = [p for p in processes if is_running(p)]
-    for process in running:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signum)
+    running = [p for p in processes if signal_process(p, signum)]
     deadline = time.monotonic() + grace
     exited = await asyncio.gather(
         *(wait_exit(p.pid, max(deadline - time.monotonic(), 0.0)) for p in running)
     )
     killed = set()
     for process, gone in zip(running, exited, strict=True):
-        if not gone and is_running(process):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGKILL)
+        if not gone and signal_process(process, signal.SIGKILL):
             killed.add(process.pid)
     await asyncio.gather(*(wait_exit(pid, 5.0) for pid in killed))
     outcomes = [StopOutcome(p, True, p.pid in killed) for p in running]

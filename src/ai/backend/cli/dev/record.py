@@ -4,7 +4,6 @@ keypairs)."""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -12,9 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ai.backend.common.files import write_atomically
-
 from .errors import DevStackError
+from .paths import write_private_file
 
 
 class RecordModel(BaseModel):
@@ -75,6 +73,7 @@ class StackRecord(RecordModel):
     redis: DataServiceRecord | None = None
     keypairs: dict[str, KeypairRecord] = Field(default_factory=dict)  # by role
     services: dict[str, ServiceRecord] = Field(default_factory=dict)  # by name, start order
+    client_config_backup: Path | None = None  # the client.toml `dev up` found and kept aside
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     def service_processes(self) -> list[ServiceRecord]:
@@ -101,5 +100,4 @@ def load_record(path: Path) -> StackRecord | None:
 
 def save_record(path: Path, record: StackRecord) -> None:
     record.updated_at = datetime.now(UTC)
-    write_atomically(path, record.model_dump_json(indent=2) + "\n")
-    os.chmod(path, 0o600)
+    write_private_file(path, record.model_dump_json(indent=2) + "\n")

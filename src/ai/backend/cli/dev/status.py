@@ -15,7 +15,7 @@ from rich.table import Table
 
 from .embedded import postgres_answers, redis_answers
 from .health import is_healthy, probe
-from .manager_api import ManagerApi, ManagerApiError
+from .manager_api import ManagerApi, ManagerApiError, ManagerUnreachable
 from .processes import is_running, owns_listener
 from .record import DataServiceRecord, ServiceRecord, StackRecord
 
@@ -139,7 +139,7 @@ async def read_status(record: StackRecord) -> StackStatus:
             return status
         try:
             status.actors = await _actors(http, record)
-        except (ManagerApiError, aiohttp.ClientError, TimeoutError) as e:
+        except (ManagerApiError, ManagerUnreachable) as e:
             status.actors_error = f"the manager did not list the actors: {e}"
         return status
 

@@ -6,17 +6,13 @@ what is missing (and says so)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from ai.backend.client.config import client_config_path
-
+from .client_config import ClientConfigWritten, write_client_config
 from .configs import (
     HOST,
     StackEndpoints,
@@ -24,7 +20,6 @@ from .configs import (
     environment_keys,
     gateway_config,
     manager_config,
-    toml_text,
     write_config,
 )
 from .console import StepPrinter
@@ -42,6 +37,7 @@ from .processes import (
     cli_command,
     is_running,
     run_cli,
+    signal_process,
     spawn_detached,
 )
 from .record import (
@@ -103,9 +99,10 @@ class StackStarter:
     def save(self) -> None:
         save_record(self.paths.stack_file, self.record)
 
-    async def run(self) -> StackRecord:
+    async def run(self) -> tuple[StackRecord, ClientConfigWritten]:
         self.paths.prepare()
         self.record = load_record(self.paths.stack_file) or self.record
+        recorded_keys = {keys.access_key for keys in self.record.keypairs.values()}
         alive = {n: s for n, s in self.record.services.items() if is_running(s.process)}
         self.record.services = alive
         if alive:
@@ -115,6 +112,7 @@ class StackStarter:
         check_ports_free(
             {n: p for n, p in self.settings.ports().items() if n.split(" ")[0] in missing}
         )
+        self.save()  # from here on, what starts is recorded as soon as it runs
         await self._data_services(running=bool(alive))
         self.record.redis_prefix = self.record.redis_prefix if alive else self.settings.redis_prefix
         self.save()
@@ -125,9 +123,25 @@ class StackStarter:
             await self._start_missing(missing)
         else:
             self.printer.info("every service already runs and is healthy")
-        write_client_config(self.record)
+        client_config = self._write_client_config(recorded_keys)
         await self._apply_examples(examples, gateway_reused="gateway" not in missing)
-        return self.record
+        return self.record, client_config
+
+    def _write_client_config(self, recorded_keys: set[str]) -> ClientConfigWritten:
+        dev_keys = recorded_keys | {keys.access_key for keys in self.record.keypairs.values()}
+        written = write_client_config(self.record, dev_keys)
+        if written.backup is not None:
+            self.record.client_config_backup = written.backup
+            self.save()
+            pointed_at = f" (it pointed at {written.previous_endpoint})" * bool(
+                written.previous_endpoint
+            )
+            self.printer.note(
+                f"{written.path} held another configuration{pointed_at}: kept as"
+                f" {written.backup}; the client now uses the dev stack"
+                " (`dev down --purge` puts the old one back)"
+            )
+        return written
 
     def _check_running_stack_matches(self) -> None:
         assert self.record.db is not None and self.record.redis is not None
@@ -157,11 +171,22 @@ class StackStarter:
             await self._require_external_answers(self.record.redis)
         with self.printer.step("PostgreSQL", "PostgreSQL ready"):
             self.record.db = await choose_postgres(settings.db, self.record.db, self.paths)
+        self.save()
         self.printer.note(_describe_data_service(self.record.db))
+
+        def redis_started(started: DataServiceRecord) -> None:
+            self.record.redis = started
+            self.save()
+
         with self.printer.step("Redis", "Redis ready"):
             self.record.redis = await choose_redis(
-                settings.redis, self.record.redis, self.paths, timeout=settings.timeout
+                settings.redis,
+                self.record.redis,
+                self.paths,
+                timeout=settings.timeout,
+                on_started=redis_started,
             )
+        self.save()
         self.printer.note(_describe_data_service(self.record.redis))
 
     async def _require_external_answers(self, recorded: DataServiceRecord | None) -> None:
@@ -342,8 +367,12 @@ class StackStarter:
 
     async def _reload_gateway_tools(self, expected: int, outcome: ExamplesOutcome) -> None:
         gateway = self.record.services["gateway"]
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(gateway.process.pid, signal.SIGHUP)
+        if not signal_process(gateway.process, signal.SIGHUP):  # gone, or its pid reused
+            outcome.notes.append(
+                f"the gateway (pid {gateway.process.pid}) no longer runs: its tools were not"
+                " reloaded; run `./backend.ai dev up` again"
+            )
+            return
         deadline = asyncio.get_running_loop().time() + TOOLS_RELOAD_TIMEOUT
         while asyncio.get_running_loop().time() < deadline:
             answer = await probe(self.http, gateway.health_url)
@@ -362,29 +391,9 @@ def _describe_data_service(record: DataServiceRecord) -> str:
     return f"{record.name}: {record.url}"
 
 
-def write_client_config(record: StackRecord) -> Path:
-    """``client.toml`` (contract: the manager, the gateway, the admin keypair)."""
-    path = client_config_path()
-    admin = record.keypairs["admin"]
-    document = {
-        "client": {
-            "endpoint": record.services["manager"].url,
-            "gateway_endpoint": record.services["gateway"].url,
-            "access_key": admin.access_key,
-            "secret_key": admin.secret_key,
-        }
-    }
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.write_text(toml_text(document))
-    path.chmod(0o600)
-    return path
-
-
 async def bring_up(
     settings: UpSettings, paths: DevPaths, printer: StepPrinter
-) -> tuple[StackRecord, Path]:
-    """Bring the stack up; the record of what runs and where the client config was written."""
+) -> tuple[StackRecord, ClientConfigWritten]:
+    """Bring the stack up; the record of what runs and how the client config was written."""
     async with aiohttp.ClientSession() as http:
-        starter = StackStarter(settings, paths, printer, http)
-        record = await starter.run()
-    return record, client_config_path()
+        return await StackStarter(settings, paths, printer, http).run()
