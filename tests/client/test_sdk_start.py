@@ -1,7 +1,7 @@
 """``AsyncSession.start()`` / ``Session.start()``: a manager that answers is used as it is;
 when nothing answers, the dev-up command runs (here a stand-in that writes the client.toml of
 a running manager, as ``dev up`` does) and the session opens on what it wrote; a failing
-command is an error carrying its output."""
+command is an error carrying its output; only an endpoint on this machine is ever started."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ai.backend.client import AsyncSession, ClientConfig, Session
+from ai.backend.client.dev_stack import is_local
 from ai.backend.client.exceptions import DevStackError, ServerUnreachable
 from ai.backend.testutils.control_plane import RunningManager
 from ai.backend.testutils.services import free_port
@@ -132,4 +133,34 @@ async def test_a_remote_endpoint_is_never_started_here() -> None:
     assert (unreachable.value.url, unreachable.value.reason) == (
         "http://no-such-host.invalid:8081",
         "nothing answers (a dev stack is only started on this machine)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("http://127.0.0.1:8081", True),
+        ("http://127.1.2.3:8081", True),
+        ("http://[::1]:8081", True),
+        ("http://localhost:8081", True),
+        ("http://LOCALHOST", True),
+        ("http://127.example.com:8081", False),
+        ("http://127.0.0.1.nip.io:8081", False),
+        ("http://localhost.example.com", False),
+        ("http://10.0.0.5:8081", False),
+        ("http://[2001:db8::1]:8081", False),
+        ("http://manager:8081", False),
+    ],
+)
+def test_only_a_loopback_address_or_localhost_is_this_machine(url: str, local: bool) -> None:
+    assert is_local(url) is local
+
+
+async def test_a_dns_name_that_looks_like_loopback_is_never_started_here() -> None:
+    remote = ClientConfig(endpoint="http://127.no-such-host.invalid:8081")
+    with pytest.raises(ServerUnreachable) as unreachable:
+        async with AsyncSession.start(config=remote, dev_up_command=["false"]):
+            pass
+    assert unreachable.value.reason == (
+        "nothing answers (a dev stack is only started on this machine)"
     )

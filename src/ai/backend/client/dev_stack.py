@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import shlex
 import sys
@@ -29,7 +30,6 @@ log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 DEV_UP_TIMEOUT: Final = 600.0  # a fresh machine unpacks PostgreSQL and migrates the schema
 PROBE_TIMEOUT: Final = 5.0
 OUTPUT_TAIL_LINES: Final = 40
-LOCAL_HOSTS: Final = frozenset({"localhost", "::1"})
 
 
 def default_dev_up_command() -> list[str]:
@@ -37,8 +37,13 @@ def default_dev_up_command() -> list[str]:
 
 
 def is_local(url: str) -> bool:
+    """Whether ``url`` names this machine: a loopback address (``127.0.0.0/8``, ``::1``) or
+    ``localhost``; any other name (``127.example.com`` too) may be another machine."""
     host = urlsplit(url).hostname or ""
-    return host in LOCAL_HOSTS or host.startswith("127.")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def dev_up_arguments(

@@ -20,6 +20,7 @@ import aiohttp
 
 from .config import ClientConfig
 from .dev_stack import DEV_UP_TIMEOUT, ensure_dev_stack
+from .exceptions import BackendClientError
 from .func.actors import Actors
 from .func.admin import Admin
 from .func.agents import Agents
@@ -29,17 +30,20 @@ from .func.tools import Tools
 from .transport import ServiceEndpoint
 
 DEFAULT_TIMEOUT: Final = 60.0  # seconds for one request (streams have no total limit)
+SESSION_CLOSED: Final = "session closed"  # the error of every call after close()
 
 
 class AsyncSession:
     """``config`` defaults to :meth:`ClientConfig.load`; ``timeout`` bounds each request.
-    Use it as an async context manager, or call :meth:`close` when done."""
+    Use it as an async context manager, or call :meth:`close` when done; a closed session
+    refuses every request (:class:`BackendClientError` "session closed")."""
 
     def __init__(
         self, config: ClientConfig | None = None, *, timeout: float = DEFAULT_TIMEOUT
     ) -> None:
         self.config: Final = config if config is not None else ClientConfig.load()
         self._http: aiohttp.ClientSession | None = None
+        self._closed = False
         self.manager: Final = ServiceEndpoint(
             service="manager",
             url=self.config.endpoint,
@@ -64,15 +68,20 @@ class AsyncSession:
         self.tools: Final = Tools(self.gateway)
 
     def _http_session(self) -> aiohttp.ClientSession:
-        """Created on first use, in the event loop that uses it."""
+        """Created on first use, in the event loop that uses it; never again once the session
+        is closed (a stream that reconnects after :meth:`close` ends with "session closed")."""
+        if self._closed:
+            raise BackendClientError(SESSION_CLOSED)
         if self._http is None or self._http.closed:
             self._http = aiohttp.ClientSession()
         return self._http
 
     async def close(self) -> None:
+        """Close the connections; calling it again does nothing."""
+        self._closed = True
         if self._http is not None:
-            await self._http.close()
-            self._http = None
+            http, self._http = self._http, None
+            await http.close()
 
     async def __aenter__(self) -> AsyncSession:
         return self

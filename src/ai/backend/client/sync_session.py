@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import concurrent.futures
 import contextlib
 import os
 import threading
@@ -45,29 +46,44 @@ from ai.backend.common.dto.manager_api import (
 from .config import ClientConfig
 from .dev_stack import DEV_UP_TIMEOUT, ensure_dev_stack
 from .dto import JobPage, LogLine
+from .exceptions import BackendClientError
 from .func.admin import Keypairs, Tokens
 from .func.jobs import Jobs
-from .session import DEFAULT_TIMEOUT, AsyncSession
+from .session import DEFAULT_TIMEOUT, SESSION_CLOSED, AsyncSession
 
 T = TypeVar("T")
 
 
 class LoopThread:
-    """An event loop running in a daemon thread of its own until :meth:`stop`."""
+    """An event loop running in a daemon thread of its own until :meth:`stop`; after that,
+    :meth:`run` refuses with :class:`BackendClientError` "session closed"."""
 
     def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="backend.ai-client", daemon=True
         )
+        # held while handing a coroutine to the loop and while deciding to stop, so that
+        # every coroutine handed over is either run or cancelled by stop()
+        self._handover = threading.Lock()
+        self._stopped = False
         self._thread.start()
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run ``coroutine`` on the loop and wait for its result (an interrupt of the waiting
-        thread cancels it)."""
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        thread cancels it). :class:`BackendClientError` "session closed" once :meth:`stop`
+        was called, also for a coroutine still running then (it is cancelled)."""
+        with self._handover:
+            if self._stopped:
+                coroutine.close()
+                raise BackendClientError(SESSION_CLOSED)
+            future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
             return future.result()
+        except concurrent.futures.CancelledError:
+            if self._stopped:
+                raise BackendClientError(SESSION_CLOSED) from None
+            raise
         except BaseException:
             future.cancel()
             raise
@@ -83,21 +99,43 @@ class LoopThread:
                     return
         finally:
             close = getattr(iterator, "aclose", None)
-            if close is not None and self._thread.is_alive():
+            if close is not None and not self._stopped:
                 if threading.current_thread() is self._thread:
                     # dropped inside the loop's own thread (garbage collection): cannot wait
                     self._loop.create_task(close())
                 else:
-                    with contextlib.suppress(RuntimeError):  # still running: interrupted
+                    # RuntimeError: still running (interrupted); BackendClientError: stopped
+                    # meanwhile (stop() finalizes the iterator)
+                    with contextlib.suppress(RuntimeError, BackendClientError):
                         self.run(close())
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
     def stop(self) -> None:
-        if not self._thread.is_alive():
-            return
-        self.run(self._loop.shutdown_asyncgens())
+        """Stop the loop: every coroutine still running is cancelled (a thread waiting for one
+        gets "session closed"), every async generator closed. Calling it again does
+        nothing."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("a session cannot be closed from inside its own event loop")
+        with self._handover:
+            if self._stopped:
+                return
+            self._stopped = True
+        # handed over after every coroutine handed over before the flag was set: it sees them
+        asyncio.run_coroutine_threadsafe(self._finish(), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+    async def _finish(self) -> None:
+        current = asyncio.current_task()
+        pending = [task for task in asyncio.all_tasks() if task is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await self._loop.shutdown_asyncgens()
 
 
 async def _next(iterator: AsyncIterator[T]) -> T:
@@ -286,7 +324,8 @@ class SyncAdmin:
 
 class Session:
     """``config`` defaults to :meth:`ClientConfig.load`; ``timeout`` bounds each request.
-    Use it as a context manager, or call :meth:`close` when done (it stops the thread)."""
+    Use it as a context manager, or call :meth:`close` when done (it stops the thread;
+    closing twice is harmless)."""
 
     def __init__(
         self, config: ClientConfig | None = None, *, timeout: float = DEFAULT_TIMEOUT
@@ -302,8 +341,15 @@ class Session:
         self.admin: Final = SyncAdmin(self._runner, self._async)
 
     def close(self) -> None:
+        """Close the connections and stop the thread; calling it again does nothing. A
+        stream another thread is iterating ends with :class:`BackendClientError` "session
+        closed", and so does every later call."""
+        if self._runner.stopped:
+            return
         try:
             self._runner.run(self._async.close())
+        except BackendClientError:
+            pass  # another thread closed it just now
         finally:
             self._runner.stop()
 

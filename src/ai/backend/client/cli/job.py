@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from ai.backend.client.dto import JobPage
     from ai.backend.common.dto.gateway_api import JobInfo, StoredJobEvent
 
-# `job events` without --follow on a running job: the stream replays the stored history at
-# once; it is considered complete when nothing more arrives for this long
+# `job events` without --follow on a running job: after the events stored when the command
+# started, it prints what else arrives until nothing has for this long
 HISTORY_QUIET_SECONDS = 0.5
 
 
@@ -234,15 +234,32 @@ def cancel_job(job_id: str, as_json: bool) -> None:
     click.echo(f"job {info.id}: {info.status}")
 
 
-async def _history(events: AsyncIterator[StoredJobEvent]) -> AsyncIterator[StoredJobEvent]:
-    """The events the stream replays at once (see ``HISTORY_QUIET_SECONDS``)."""
+def _history_end(info: JobInfo) -> int | None:
+    """The number of the job's last stored event, when the gateway says (``last_seq`` of the
+    job: ``None`` from a gateway that does not send it yet)."""
+    last_seq = getattr(info, "last_seq", None)
+    return last_seq if isinstance(last_seq, int) else None
+
+
+async def _so_far(
+    events: AsyncIterator[StoredJobEvent], *, after: int | None, history_end: int | None
+) -> AsyncIterator[StoredJobEvent]:
+    """The events of a running job up to now: every one up to ``history_end`` however slowly
+    the stream replays them, then what arrives until the stream has been quiet for
+    ``HISTORY_QUIET_SECONDS`` (from the first event on when ``history_end`` is unknown)."""
     iterator = aiter(events)
+    last = after or 0
     try:
         while True:
+            in_history = history_end is not None and last < history_end
             try:
-                yield await asyncio.wait_for(anext(iterator), HISTORY_QUIET_SECONDS)
+                event = await asyncio.wait_for(
+                    anext(iterator), None if in_history else HISTORY_QUIET_SECONDS
+                )
             except (StopAsyncIteration, TimeoutError):
                 return
+            last = event.seq
+            yield event
     finally:
         with contextlib.suppress(Exception):
             await iterator.aclose()  # type: ignore[attr-defined]
@@ -259,15 +276,18 @@ def job_events(job_id: str, follow: bool, after: int | None, as_json: bool) -> N
     """Print a job's events: hops, progress, partial outputs, its end.
 
     Events are numbered; `--after N` starts after event N. Without --follow: the events so
-    far. With --follow: then every new one until the job ends, exiting 1 when it failed or
-    was cancelled.
+    far. Of a job that has ended, all of them; of a running job, the events stored when the
+    command started, then whatever else arrives until none has for 0.5 s. With --follow:
+    every event until the job ends, exiting 1 when it failed or was cancelled.
     """
 
     async def work(session: AsyncSession) -> JobInfo:
         info = await session.jobs.get(job_id)
         events: AsyncIterator[StoredJobEvent] = session.jobs.events(job_id, after=after)
         if not follow and not info.status.is_terminal:
-            events = _history(events)
+            # an ended job's stream closes after its terminal event: read it all; a running
+            # job's stream stays open
+            events = _so_far(events, after=after, history_end=_history_end(info))
         async for event in events:
             if as_json:
                 print_json_line(event)

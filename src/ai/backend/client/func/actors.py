@@ -16,7 +16,14 @@ from ai.backend.common.json import JSONDecodeError, loads
 from ..dto import LogLine
 from ..exceptions import BackendClientError
 from ..spec_files import spec_body, spec_name
-from ..transport import ServiceEndpoint, parse_as, parse_items, path_segment, unreachable
+from ..transport import (
+    ServiceEndpoint,
+    iter_lines,
+    parse_as,
+    parse_items,
+    path_segment,
+    unreachable,
+)
 
 # the manager sends an empty line every 15 s while a followed log is quiet
 LOG_READ_TIMEOUT: Final = 60.0
@@ -66,7 +73,8 @@ class Actors:
     ) -> AsyncGenerator[LogLine, None]:
         """The last ``tail`` lines of each replica's log (``replica``: an id or its prefix;
         ``process``: ``runtime``, ``sidecar`` or ``all``), then, with ``follow``, new lines as
-        they are written until the caller stops iterating."""
+        they are written until the caller stops iterating. A last line the server did not
+        finish (no ``\\n`` before the stream ended) is left out."""
         query: dict[str, str | int | None] = {
             "replica": replica,
             "process": process,
@@ -77,7 +85,7 @@ class Actors:
             f"/v1/actors/{path_segment(name)}/logs", query=query, read_timeout=LOG_READ_TIMEOUT
         ) as response:
             try:
-                async for raw in response.content:
+                async for raw in iter_lines(response):
                     if not raw.strip():
                         continue  # heartbeat
                     yield _log_line(raw)

@@ -1,5 +1,6 @@
 """Jobs (gateway ``/v1/jobs``): submit by tool or route, get, list, cancel, wait, and follow a
-job's events over SSE, resuming with ``Last-Event-ID`` after a dropped connection."""
+job's events over SSE, resuming with ``Last-Event-ID`` after a dropped connection (also when a
+proxy answers 502/503/504 while the gateway behind it restarts)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.types.units import format_duration
 
 from ..dto import JobPage
-from ..exceptions import BackendClientError, ServerUnreachable
+from ..exceptions import BackendAPIError, BackendClientError, ServerUnreachable
 from ..sse import SseMessage, SseParser
 from ..transport import ServiceEndpoint, iter_lines, parse_as, path_segment, unreachable
 
@@ -29,12 +30,15 @@ log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 # the gateway sends a heartbeat comment every 15 s: a stream silent for longer is dead
 EVENTS_READ_TIMEOUT: Final = 45.0
 # reconnecting after a dropped stream: 0.2 s doubling to 5 s; given up after this many
-# attempts in a row that received nothing
+# attempts in a row that received nothing (neither an event nor a heartbeat)
 RECONNECT_MIN: Final = 0.2
 RECONNECT_MAX: Final = 5.0
 MAX_RECONNECTS: Final = 10
 # what a streamed read raises when the connection drops or goes silent
 STREAM_ERRORS: Final = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError)
+# what a proxy in front of a gateway that is restarting answers: worth another attempt once the
+# stream had been opened (on the first attempt it is an error like any other)
+TRANSIENT_STATUSES: Final = frozenset({502, 503, 504})
 
 
 def duration_text(value: str | timedelta) -> str:
@@ -42,11 +46,20 @@ def duration_text(value: str | timedelta) -> str:
     return value if isinstance(value, str) else format_duration(value)
 
 
-class _StreamDropped(Exception):
-    """The event stream ended without its terminal event because the connection failed
-    (``opened``: after the stream had been opened; else the connection could not be made)."""
+def is_transient(error: BackendClientError) -> bool:
+    """Whether ``error`` may pass by itself: nothing answered, or a proxy answered 502/503/504
+    for a gateway it could not reach."""
+    if isinstance(error, BackendAPIError):
+        return error.status in TRANSIENT_STATUSES
+    return isinstance(error, ServerUnreachable)
 
-    def __init__(self, error: ServerUnreachable, *, opened: bool) -> None:
+
+class _StreamDropped(Exception):
+    """The event stream ended without its terminal event because the connection failed or a
+    proxy answered 502/503/504 (``opened``: after the stream had been opened; else the
+    connection could not be made, or was answered with 502/503/504)."""
+
+    def __init__(self, error: BackendClientError, *, opened: bool) -> None:
         super().__init__(str(error))
         self.error = error
         self.opened = opened
@@ -117,18 +130,25 @@ class Jobs:
         """The job's events from the first (or the one after ``after``) to the terminal one,
         history first, then live. After a dropped connection the stream is reopened with
         ``Last-Event-ID`` set to the last event received, so no event is missed or repeated;
-        :class:`ServerUnreachable` once the gateway stayed away for ``MAX_RECONNECTS``
-        attempts in a row (or at once when the first attempt cannot connect)."""
+        once the stream had been opened, a 502/503/504 answer (a proxy in front of a gateway
+        that restarts) counts as a dropped connection too. Gives up after ``MAX_RECONNECTS``
+        attempts in a row that received nothing, not even a heartbeat: raises the last
+        attempt's error (:class:`ServerUnreachable` or :class:`BackendAPIError`), and raises
+        at once when the first attempt cannot connect or is refused."""
         last_seq = after
         backoff = Backoff(RECONNECT_MIN, RECONNECT_MAX)
         failures = 0
         opened_once = False
         while True:
             received = 0
-            dropped: ServerUnreachable | None = None
+            alive = False  # an event or a heartbeat came through this connection
+            dropped: BackendClientError | None = None
             try:
                 async with aclosing(self._stream_once(job_id, last_seq)) as stream:
                     async for event in stream:
+                        alive = True
+                        if event is None:
+                            continue  # a heartbeat: the gateway is there
                         received += 1
                         last_seq = event.seq
                         yield event
@@ -139,11 +159,17 @@ class Jobs:
                     raise e.error from None  # never reached: a wrong URL, not a dropped stream
                 dropped = e.error
             opened_once = True
-            if received:
+            if not received and dropped is None:
+                try:
+                    if (await self.get(job_id)).status.is_terminal:
+                        return  # nothing after last_seq and the job has ended: its end was seen
+                except BackendClientError as e:
+                    if not is_transient(e):
+                        raise
+                    dropped = e
+            if alive:
                 failures = 0
                 backoff.reset()
-            elif dropped is None and (await self.get(job_id)).status.is_terminal:
-                return  # nothing after last_seq and the job has ended: its end was already seen
             failures += 1
             if failures > MAX_RECONNECTS:
                 raise dropped or ServerUnreachable(
@@ -159,8 +185,9 @@ class Jobs:
 
     async def _stream_once(
         self, job_id: str, after: int | None
-    ) -> AsyncGenerator[StoredJobEvent, None]:
-        """One connection's worth of events; :class:`_StreamDropped` when it fails."""
+    ) -> AsyncGenerator[StoredJobEvent | None, None]:
+        """One connection's worth of events (``None`` for each SSE comment: a heartbeat);
+        :class:`_StreamDropped` when it fails or a proxy answers 502/503/504."""
         headers = {} if after is None else {"Last-Event-ID": str(after)}
         try:
             async with self._gateway.stream(
@@ -171,6 +198,9 @@ class Jobs:
                 parser = SseParser()
                 try:
                     async for line in iter_lines(response):
+                        if line.startswith(b":"):
+                            yield None
+                            continue
                         message = parser.feed(line.decode(errors="replace"))
                         if message is not None and message.id is not None:
                             yield _stored_event(job_id, message)
@@ -178,7 +208,9 @@ class Jobs:
                     raise _StreamDropped(
                         unreachable(self._gateway.url, e, EVENTS_READ_TIMEOUT), opened=True
                     ) from None
-        except ServerUnreachable as e:
+        except (ServerUnreachable, BackendAPIError) as e:
+            if not is_transient(e):
+                raise
             raise _StreamDropped(e, opened=False) from None
 
 
