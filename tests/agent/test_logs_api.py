@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from ai.backend.agent.api.logs import ReplicaLogsApi
-from ai.backend.agent.services.replica_logs import ReplicaLogReader
+from ai.backend.agent.services.replica_logs import (
+    MAX_LINE_BYTES,
+    MAX_TAIL_BYTES,
+    TRUNCATED_MARK,
+    ReplicaLogReader,
+)
 from ai.backend.agent.services.request_auth import RequestVerifier
 from ai.backend.common.web import error_middleware
 from ai.backend.testutils.control_plane import AgentSetup, SignedClient, start_agent
@@ -128,6 +134,26 @@ async def test_tail_includes_an_unfinished_last_line_unless_following(agent: Run
         assert await _next_line(followed) == _lines(("runtime", "runtime 5"))[0]
         agent.append("runtime", "ne\n")
         assert await _next_line(followed) == _lines(("runtime", "half a line"))[0]
+
+
+async def test_a_tail_holds_only_the_lines_within_the_last_4_mib_of_a_log(
+    agent: RunningAgent,
+) -> None:
+    kept = [f"{i:04} " + "z" * 1018 for i in range(MAX_TAIL_BYTES // 1024)]  # 1 KiB each
+    agent.log_file("runtime").write_text("beyond the budget\n" + "".join(f"{k}\n" for k in kept))
+    response = await agent.client().get(f"/v1/replicas/{REPLICA}/logs?process=runtime&tail=10000")
+    assert response.status == 200
+    assert _ndjson(response.body) == _lines(*(("runtime", k) for k in kept))
+
+
+async def test_a_line_begun_before_the_last_4_mib_comes_out_cut_and_marked(
+    agent: RunningAgent,
+) -> None:
+    # were the whole file read, "an early line" would come out too
+    agent.log_file("runtime").write_bytes(b"an early line\n" + b"x" * (8 * 1024 * 1024))
+    response = await agent.client().get(f"/v1/replicas/{REPLICA}/logs?process=runtime&tail=10000")
+    assert response.status == 200
+    assert _ndjson(response.body) == _lines(("runtime", "x" * MAX_LINE_BYTES + TRUNCATED_MARK))
 
 
 async def test_tail_zero_gives_nothing(agent: RunningAgent) -> None:
@@ -241,3 +267,32 @@ async def test_a_quiet_followed_stream_carries_empty_heartbeat_lines(tmp_path: P
                     assert raw == b"\n"
     finally:
         await server.close()
+
+
+def _log_reading_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("replica-logs")]
+
+
+async def test_the_logs_are_read_on_threads_of_their_own_that_stop_with_the_server(
+    tmp_path: Path,
+) -> None:
+    replica_dir = tmp_path / "replicas" / REPLICA
+    replica_dir.mkdir(parents=True)
+    (replica_dir / "runtime.log").write_text("one line\n")
+    api = ReplicaLogsApi(
+        reader=ReplicaLogReader(tmp_path),
+        verifier=RequestVerifier(access_key=ACCESS_KEY, secret_key=SECRET_KEY),
+    )
+    app = web.Application(middlewares=[error_middleware])
+    api.add_routes(app)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = SignedClient(session, str(server.make_url("")), ACCESS_KEY, SECRET_KEY)
+            response = await client.get(f"/v1/replicas/{REPLICA}/logs?process=runtime")
+            assert _ndjson(response.body) == _lines(("runtime", "one line"))
+        assert _log_reading_threads()
+    finally:
+        await server.close()
+    await wait_until(lambda: not _log_reading_threads(), what="the log reading threads to end")

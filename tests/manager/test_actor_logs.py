@@ -7,16 +7,37 @@ import asyncio
 import json
 import signal
 import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from redis.asyncio import Redis
 
-from ai.backend.testutils.control_plane import Cluster, Keypair
+from ai.backend.common.dto.agent import ReplicaStatus
+from ai.backend.manager.clients.agent_logs import AgentEndpoint, AgentLogClient, LogLine
+from ai.backend.manager.repositories.log_sources import AgentCredential, ReplicaLogSource
+from ai.backend.manager.services.actor_logs import TAIL_WINDOW, ActorLogStream, LogRequest
+from ai.backend.testutils.control_plane import (
+    Cluster,
+    Keypair,
+    RunningManager,
+    SignedClient,
+    insert_keypair,
+    manager_env,
+    start_manager,
+)
 from ai.backend.testutils.gateway import deploy
+from ai.backend.testutils.processes import ProcessGroup
+from ai.backend.testutils.services import free_port, redis_url
+from ai.backend.testutils.waiting import wait_until
+
+FOLLOW_LIMIT_ENV = "BACKEND_LOGS__MAX_FOLLOWED_STREAMS_PER_KEY"  # [logs] in the config
 
 READ_TIMEOUT = 20.0
+FOLLOW_LIMIT = 2  # followed streams per access key, as this module's manager is configured
 PRINTER = '''"""Prints each of its payload's lines on stdout (the replica's runtime log)."""
 
 
@@ -25,6 +46,28 @@ def shout(payload):
         print(line, flush=True)
     return {"printed": len(payload["lines"])}
 '''
+
+
+@pytest.fixture
+async def manager(
+    processes: ProcessGroup, database_url: str, key_prefix: str, redis_client: Redis
+) -> AsyncIterator[RunningManager]:
+    """The conftest's manager, allowing an access key ``FOLLOW_LIMIT`` followed streams at once
+    (the other tests follow one at a time)."""
+    port = free_port()
+    env = manager_env(
+        db_url=database_url,
+        redis_url=redis_url(),
+        prefix=key_prefix,
+        port=port,
+        extra={FOLLOW_LIMIT_ENV: str(FOLLOW_LIMIT)},
+    )
+    child = await start_manager(processes, "manager", env)
+    admin = await insert_keypair(database_url, "admin")
+    async with aiohttp.ClientSession() as session:
+        yield RunningManager(
+            child, f"http://127.0.0.1:{port}", database_url, key_prefix, admin, session
+        )
 
 
 @pytest.fixture
@@ -64,6 +107,26 @@ async def _logs(cluster: Cluster, query: str, keypair: Keypair | None = None) ->
     return response.status, response.body
 
 
+@asynccontextmanager
+async def _followed(client: SignedClient, tail: int = 0) -> AsyncIterator[aiohttp.ClientResponse]:
+    """The shouter's runtime log, followed while inside."""
+    path = f"/v1/actors/shouter/logs?process=runtime&tail={tail}&follow=1"
+    async with client.session.get(
+        client.endpoint + path, headers=client.headers("GET", path, b"")
+    ) as response:
+        yield response
+
+
+async def _next_line(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    """The next line of a followed stream that is not a heartbeat."""
+    while True:
+        raw = await asyncio.wait_for(response.content.readline(), READ_TIMEOUT)
+        assert raw, "the stream ended"
+        if raw.strip():
+            line: dict[str, Any] = json.loads(raw)
+            return line
+
+
 def _runtime(replica_id: str, *lines: str) -> list[dict[str, str]]:
     return [{"replica_id": replica_id, "process": "runtime", "line": line} for line in lines]
 
@@ -89,16 +152,14 @@ async def test_follow_receives_lines_printed_after_the_request_until_the_agent_s
     cluster: Cluster, printer_path: str
 ) -> None:
     [replica] = await _deploy_printer(cluster, printer_path)
-    client = cluster.manager.client()
-    path = "/v1/actors/shouter/logs?process=runtime&tail=0&follow=1"
-    async with client.session.get(
-        client.endpoint + path, headers=client.headers("GET", path, b"")
-    ) as response:
+    await _print(cluster, ["printed before"])
+    async with _followed(cluster.manager.client(), tail=1) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == "application/x-ndjson"
+        # the tail's line has come: the agent follows from after it
+        assert await _next_line(response) == _runtime(replica, "printed before")[0]
         await _print(cluster, ["printed while followed"])
-        raw = await asyncio.wait_for(response.content.readline(), READ_TIMEOUT)
-        assert json.loads(raw) == _runtime(replica, "printed while followed")[0]
+        assert await _next_line(response) == _runtime(replica, "printed while followed")[0]
         cluster.agents["node-1"].kill(signal.SIGTERM)
         rest = await asyncio.wait_for(response.content.read(), READ_TIMEOUT)
     assert [json.loads(line) for line in rest.splitlines() if line.strip()] == [
@@ -183,3 +244,73 @@ async def test_the_logs_need_a_users_signature(cluster: Cluster, printer_path: s
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{cluster.manager.endpoint}/v1/actors/shouter/logs") as response:
             assert response.status == 401
+
+
+async def test_an_access_key_follows_at_most_its_limit_of_streams_at_once(
+    cluster: Cluster, printer_path: str
+) -> None:
+    await _deploy_printer(cluster, printer_path)
+    client = cluster.manager.client()
+    async with AsyncExitStack() as streams:
+        for _ in range(FOLLOW_LIMIT):
+            response = await streams.enter_async_context(_followed(client))
+            assert response.status == 200
+        assert await _logs(cluster, "process=runtime&tail=0&follow=1") == (
+            429,
+            {
+                "error": f"follow: this access key already follows {FOLLOW_LIMIT} log streams,"
+                " the most it may at once; close one first",
+                "code": "too_many_requests",
+            },
+        )
+        assert await _logs(cluster, "tail=0") == (200, [])  # a tail is not a followed stream
+        other_user = await insert_keypair(cluster.manager.database_url, "user")
+        async with _followed(cluster.manager.client(other_user)) as response:
+            assert response.status == 200  # each access key has its own limit
+
+    async def follows_again() -> bool:
+        async with _followed(client) as response:
+            return response.status == 200
+
+    # the manager lets a stream go once it notices its caller left (within a second)
+    await wait_until(follows_again, what="a closed stream to free its place")
+
+
+class _HeldBackAgents(AgentLogClient):
+    """Agents whose replicas each have the lines ``"{replica} 1"`` … ``"{replica} 3"``; the
+    third line of ``r-00`` comes once ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.asked: list[str] = []
+
+    async def lines(
+        self, agent: AgentEndpoint, replica_id: str, *, process: str, tail: int, follow: bool
+    ) -> AsyncGenerator[LogLine, None]:
+        self.asked.append(replica_id)
+        for number in (1, 2, 3):
+            if (replica_id, number) == ("r-00", 3):
+                await self.release.wait()
+            yield LogLine(replica_id, process, f"{replica_id} {number}")
+
+
+async def test_a_tail_passes_lines_on_as_they_arrive_replica_after_replica() -> None:
+    replicas = [f"r-{i:02}" for i in range(TAIL_WINDOW + 2)]
+    credential = AgentCredential("AKIAFAKE", "secret")
+    sources = [
+        ReplicaLogSource(r, ReplicaStatus.RUNNING, "node-1", "http://127.0.0.1:9", credential)
+        for r in replicas
+    ]
+    agents = _HeldBackAgents()
+    request = LogRequest(replica=None, process="runtime", tail=3, follow=False)
+    stream = ActorLogStream(client=agents, sources=sources, request=request, idle_tick=1.0)
+    async with aclosing(stream.batches()) as batches:
+        received: list[str] = []
+        while len(received) < 2:  # r-00's first lines, before its tail has ended
+            received += [line.line for line in await asyncio.wait_for(anext(batches), 5)]
+        assert received == ["r-00 1", "r-00 2"]
+        assert agents.asked == replicas[:TAIL_WINDOW]  # read ahead: the next few, no more
+        agents.release.set()
+        received += [line.line async for batch in batches for line in batch]
+    assert received == [f"{r} {number}" for r in replicas for number in (1, 2, 3)]

@@ -56,6 +56,11 @@ class PayloadTooLarge(BackendError):
     http_status = 413
 
 
+class TooManyRequests(BackendError):
+    code = "too_many_requests"
+    http_status = 429
+
+
 class ConfigurationError(BackendError):
     """A configuration file or environment variable holds an invalid value."""
 

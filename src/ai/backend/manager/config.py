@@ -48,12 +48,24 @@ class HistoryConfig(ConfigSection):
     events: Duration = Field(default=timedelta(days=1), description="scheduler events")
 
 
+class LogsConfig(ConfigSection):
+    """``GET /v1/actors/{name}/logs``."""
+
+    max_followed_streams_per_key: int = Field(
+        default=16,
+        ge=1,
+        description="log streams one access key may follow at once (each holds a connection"
+        " to every followed replica's agent); one more is refused with 429",
+    )
+
+
 class ManagerConfig(ServiceConfig):
     db: DatabaseConfig = Field(default_factory=DatabaseConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     api: BindConfig = Field(default_factory=lambda: BindConfig(port=8081))
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
+    logs: LogsConfig = Field(default_factory=LogsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 

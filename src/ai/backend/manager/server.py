@@ -181,6 +181,7 @@ def build_app(config: ManagerConfig) -> web.Application:
         openapi_api,
     ):
         module.add_routes(app)
+    actor_logs_api.limit_followed_streams(app, config.logs.max_followed_streams_per_key)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         async for _ in _background(app, config):

@@ -2,8 +2,9 @@
 
 Signed with the agent's own keypair (the manager asks on behalf of its users). The answer is
 ``application/x-ndjson``: one ``{"replica_id", "process", "line"}`` object per line, the last
-``tail`` lines of each log (runtime first), then, with ``follow=1``, what is appended until the
-client goes away, with an empty line as a heartbeat after ``HEARTBEAT_INTERVAL`` of silence.
+``tail`` lines of each log (runtime first; read from at most its last 4 MiB, see
+:mod:`..services.replica_logs`), then, with ``follow=1``, what is appended until the client goes
+away, with an empty line as a heartbeat after ``HEARTBEAT_INTERVAL`` of silence.
 """
 
 from __future__ import annotations
@@ -140,6 +141,11 @@ class ReplicaLogsApi:
     async def _stop_following(self, _app: web.Application) -> None:
         self._stopping.set()
 
+    async def _close_reader(self, _app: web.Application) -> None:
+        self._reader.close()
+
     def add_routes(self, app: web.Application) -> None:
+        """The route, and its shutdown: followers end, then the reader's threads stop."""
         app.router.add_get("/v1/replicas/{replica_id}/logs", self.replica_logs)
         app.on_shutdown.append(self._stop_following)
+        app.on_cleanup.append(self._close_reader)

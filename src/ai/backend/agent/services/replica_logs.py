@@ -3,9 +3,12 @@
 The files are ``runtime.log`` and ``sidecar.log`` under ``{state_dir}/replicas/{replica_id}/``
 (:mod:`.replica_files`); the processes append to them and they are kept after the replica ends.
 
-- **Tail**: the last ``count`` lines of each file, runtime first, then sidecar. A tail that is
-  going to be followed stops at the last complete line, so that the line being written comes out
-  whole once its newline arrives.
+- **Tail**: the last ``count`` lines of each file, runtime first, then sidecar, read from at
+  most the last ``MAX_TAIL_BYTES`` (4 MiB) of each file. Older lines are not returned, so a tail
+  may hold fewer than ``count`` lines; a wanted line that begins before those bytes comes out as
+  the part that was read, marked like a cut line (``TRUNCATED_MARK``). A tail that is going to
+  be followed stops at the last complete line, so that the line being written comes out whole
+  once its newline arrives.
 - **Follow**: every ``FOLLOW_INTERVAL`` the files are checked (size and inode: a file tail, no
   inotify), and each check yields the complete lines appended since (possibly none). A file
   that shrank was truncated and is read again from its start; a file with a new inode was
@@ -13,17 +16,23 @@ The files are ``runtime.log`` and ``sidecar.log`` under ``{state_dir}/replicas/{
   for.
 - A line longer than ``MAX_LINE_BYTES`` is cut there and marked, so that one runaway line
   neither fills memory nor a response.
+- File reads run on the reader's own small thread pool (``READ_WORKERS`` threads), not on the
+  event loop's default executor, which the agent needs for starting replicas; :meth:`close`
+  shuts it down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 from ..errors import ReplicaNotFound
 from .replica_files import LOG_NAMES, ReplicaPaths
@@ -34,8 +43,12 @@ MAX_LINE_BYTES = 16 * 1024
 TRUNCATED_MARK = " …[line truncated]"
 READ_BLOCK = 64 * 1024
 MAX_READ_PER_CHECK = 1024 * 1024  # a check reads at most this much of a file; the rest next time
+MAX_TAIL_BYTES = 4 * 1024 * 1024  # a tail reads at most this much of the end of each file
+READ_WORKERS = 2  # threads reading log files, shared by every request of this agent
 
-_REPLICA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_REPLICA_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+T = TypeVar("T")
 
 
 class LogProcess(StrEnum):
@@ -80,10 +93,35 @@ class Tail:
     positions: list[FilePosition]  # one per file, in the order of the files
 
 
-def _decode(raw: bytes) -> str:
-    cut = len(raw) > MAX_LINE_BYTES
+def _decode(raw: bytes, *, cut: bool = False) -> str:
+    """A line as text; cut at ``MAX_LINE_BYTES`` (or already ``cut``) and then marked."""
+    cut = cut or len(raw) > MAX_LINE_BYTES
     text = raw[:MAX_LINE_BYTES].decode(errors="replace").removesuffix("\r")
     return text + TRUNCATED_MARK if cut else text
+
+
+def _tail_budget(count: int) -> int:
+    """How many bytes from a file's end a tail of ``count`` lines reads at most: enough for
+    ``count`` lines of ``MAX_LINE_BYTES`` (longer ones are cut anyway), up to ``MAX_TAIL_BYTES``."""
+    return min((count + 1) * (MAX_LINE_BYTES + 1), MAX_TAIL_BYTES)
+
+
+def _read_backwards(file: BinaryIO, end: int, count: int) -> tuple[bytes, int]:
+    """The bytes before ``end`` holding the last ``count`` lines (and the newline before the
+    first of them), up to :func:`_tail_budget` of them plus the one byte before (which tells
+    whether the first line read begins inside the budget); and the offset they start at."""
+    floor = max(0, end - _tail_budget(count) - 1)
+    blocks: list[bytes] = []
+    newlines = 0
+    start = end
+    while start > floor and newlines <= count:
+        size = min(READ_BLOCK, start - floor)
+        start -= size
+        file.seek(start)
+        block = file.read(size)
+        blocks.append(block)
+        newlines += block.count(b"\n")
+    return b"".join(reversed(blocks)), start
 
 
 def _tail_of_file(path: Path, count: int, *, complete_only: bool) -> tuple[list[str], FilePosition]:
@@ -94,31 +132,23 @@ def _tail_of_file(path: Path, count: int, *, complete_only: bool) -> tuple[list[
         return [], FilePosition(None, 0)
     with file:
         stat = os.fstat(file.fileno())
-        end = stat.st_size
-        # read backwards block by block until the buffer holds count + 1 newlines (the one
-        # before the first wanted line) or the file's start
-        needed = count + 1
-        buffer = b""
-        start = end
-        budget = (count + 1) * (MAX_LINE_BYTES + 1)
-        while start > 0 and buffer.count(b"\n") < needed and end - start < budget:
-            size = min(READ_BLOCK, start)
-            start -= size
-            file.seek(start)
-            buffer = file.read(size) + buffer
+        buffer, start = _read_backwards(file, stat.st_size, count)
+    end = stat.st_size
     if complete_only:
-        last_newline = buffer.rfind(b"\n")
-        kept = buffer[: last_newline + 1] if last_newline >= 0 else b""
-        if last_newline < 0 and start > 0:
-            kept = b""  # no newline within the budget: all of it is one unfinished line
-        end = start + len(kept)
-        buffer = kept
+        buffer = buffer[: buffer.rfind(b"\n") + 1]  # nothing when no line is complete
+        end = start + len(buffer)
     raw_lines = buffer.split(b"\n")
-    if raw_lines and raw_lines[-1] == b"":
-        raw_lines.pop()  # the text after the final newline
-    if start > 0 and raw_lines:
-        raw_lines.pop(0)  # begins mid-line
-    lines = [_decode(raw) for raw in raw_lines[-count:]] if count else []
+    if raw_lines[-1] == b"":
+        raw_lines.pop()  # the (empty) text after the final newline
+    # the first piece begins mid-line when the read began after the file's start: it is the end
+    # of the line before the wanted ones, or (when the budget ran out first) a wanted line whose
+    # beginning was not read
+    first_piece = raw_lines.pop(0) if start > 0 and raw_lines else b""
+    if not count:
+        return [], FilePosition(stat.st_ino, end)
+    lines = [_decode(raw) for raw in raw_lines[-count:]]
+    if first_piece and len(lines) < count:
+        lines.insert(0, _decode(first_piece, cut=True))
     return lines, FilePosition(stat.st_ino, end)
 
 
@@ -134,8 +164,11 @@ def _read_range(path: Path, offset: int, size: int) -> bytes:
 class FollowedFile:
     """One file being followed: turns what is appended into complete lines."""
 
-    def __init__(self, log_file: LogFile, position: FilePosition) -> None:
+    def __init__(
+        self, log_file: LogFile, position: FilePosition, *, executor: ThreadPoolExecutor
+    ) -> None:
         self.log_file = log_file
+        self._executor = executor
         self._inode = position.inode
         self._offset = position.offset
         self._partial = b""
@@ -159,7 +192,9 @@ class FollowedFile:
         if stat.st_size == self._offset:
             return []
         size = min(stat.st_size - self._offset, MAX_READ_PER_CHECK)
-        data = await asyncio.to_thread(_read_range, self.log_file.path, self._offset, size)
+        data = await asyncio.get_running_loop().run_in_executor(
+            self._executor, _read_range, self.log_file.path, self._offset, size
+        )
         self._offset += len(data)
         pieces = (self._partial + data).split(b"\n")
         self._partial = pieces.pop()
@@ -178,11 +213,19 @@ class ReplicaLogReader:
     def __init__(self, state_dir: Path, *, follow_interval: float = FOLLOW_INTERVAL) -> None:
         self._state_dir = state_dir
         self._follow_interval = follow_interval
+        self._executor = ThreadPoolExecutor(READ_WORKERS, thread_name_prefix="replica-logs")
+
+    async def _in_thread(self, read: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, read)
+
+    def close(self) -> None:
+        """Stop the reading threads; reads already queued are dropped (their requests fail)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def files(self, replica_id: str, process: LogProcess) -> list[LogFile]:
         """The files of ``process`` (runtime first), whether they exist yet or not;
         :class:`ReplicaNotFound` when this agent has no folder for the replica."""
-        if not _REPLICA_ID.match(replica_id):
+        if not _REPLICA_ID.fullmatch(replica_id):
             raise ReplicaNotFound(f"replica {replica_id!r} not found on this agent")
         paths = ReplicaPaths.of(self._state_dir, replica_id)
         if not paths.root.is_dir():
@@ -194,8 +237,8 @@ class ReplicaLogReader:
         lines: list[ReplicaLogLine] = []
         positions: list[FilePosition] = []
         for log_file in files:
-            texts, position = await asyncio.to_thread(
-                _tail_of_file, log_file.path, count, complete_only=complete_only
+            texts, position = await self._in_thread(
+                functools.partial(_tail_of_file, log_file.path, count, complete_only=complete_only)
             )
             lines += [ReplicaLogLine(log_file.replica_id, log_file.process, t) for t in texts]
             positions.append(position)
@@ -206,7 +249,10 @@ class ReplicaLogReader:
     ) -> AsyncGenerator[list[ReplicaLogLine], None]:
         """Forever, one batch per check: the lines appended to the files since ``positions``
         (an empty batch when nothing was). The caller stops by leaving the iteration."""
-        followed = [FollowedFile(f, p) for f, p in zip(files, positions, strict=True)]
+        followed = [
+            FollowedFile(f, p, executor=self._executor)
+            for f, p in zip(files, positions, strict=True)
+        ]
         while True:
             batch: list[ReplicaLogLine] = []
             for one in followed:

@@ -1,21 +1,27 @@
 """``GET /v1/actors/{name}/logs?replica=&process=&tail=&follow=``: the actor's replica logs as
 NDJSON (``application/x-ndjson``), one ``{"replica_id", "process", "line"}`` object per line;
 with ``follow=1`` until the caller leaves, an empty line as a heartbeat after
-``HEARTBEAT_INTERVAL`` of silence. What is read from where: ``services/actor_logs.py``."""
+``HEARTBEAT_INTERVAL`` of silence. What is read from where: ``services/actor_logs.py``.
+
+An access key follows at most ``[logs] max_followed_streams_per_key`` streams at once (each
+holds a connection to every followed replica's agent); one more is refused with 429
+``too_many_requests``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 
 from aiohttp import web
 
-from ai.backend.common.errors import InvalidInput
+from ai.backend.common.errors import InvalidInput, TooManyRequests
 from ai.backend.common.json import dumps
 
 from ..clients.agent_logs import LogLine
+from ..config import LogsConfig
 from ..services.actor_logs import LogRequest
 from ..services.auth import require_user
 from .context import caller, context
@@ -29,14 +35,41 @@ QUERY_PARAMETERS = ("replica", "process", "tail", "follow")
 FLAGS = {"0": False, "false": False, "1": True, "true": True}
 MAX_REPLICA_FILTER = 128
 
-STOPPING_KEY = web.AppKey("actor_logs_stopping", asyncio.Event)
-
 
 def _whole_number(text: str) -> int | None:
     """``text`` as a small whole number (ASCII digits only), else ``None``."""
     if not (text.isascii() and text.isdigit() and len(text) <= 9):
         return None
     return int(text)
+
+
+class FollowedStreams:
+    """How many log streams each access key follows; at most ``limit`` at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def hold(self, access_key: str) -> Iterator[None]:
+        """One more stream of ``access_key`` while inside; :class:`TooManyRequests`
+        (429) when it already follows ``limit``."""
+        if self._open[access_key] >= self.limit:
+            raise TooManyRequests(
+                f"follow: this access key already follows {self.limit} log streams,"
+                " the most it may at once; close one first"
+            )
+        self._open[access_key] += 1
+        try:
+            yield
+        finally:
+            self._open[access_key] -= 1
+            if not self._open[access_key]:
+                del self._open[access_key]
+
+
+STOPPING_KEY = web.AppKey("actor_logs_stopping", asyncio.Event)
+FOLLOWED_KEY = web.AppKey("actor_logs_followed", FollowedStreams)
 
 
 def parse_log_request(query: Mapping[str, str]) -> LogRequest:
@@ -72,8 +105,16 @@ def _caller_gone(request: web.Request) -> bool:
 
 
 async def actor_logs(request: web.Request) -> web.StreamResponse:
-    require_user(caller(request))
+    keypair = caller(request)
+    require_user(keypair)
     log_request = parse_log_request(request.query)
+    if not log_request.follow:
+        return await _stream_logs(request, log_request)
+    with request.app[FOLLOWED_KEY].hold(keypair.access_key):
+        return await _stream_logs(request, log_request)
+
+
+async def _stream_logs(request: web.Request, log_request: LogRequest) -> web.StreamResponse:
     stream = await context(request).actor_logs.open(request.match_info["name"], log_request)
     stopping = request.app[STOPPING_KEY]
     response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-cache"})
@@ -102,7 +143,13 @@ async def _stop_following(app: web.Application) -> None:
     app[STOPPING_KEY].set()
 
 
+def limit_followed_streams(app: web.Application, per_key: int) -> None:
+    """At most ``per_key`` followed log streams per access key (``[logs]`` config)."""
+    app[FOLLOWED_KEY] = FollowedStreams(per_key)
+
+
 def add_routes(app: web.Application) -> None:
     app[STOPPING_KEY] = asyncio.Event()  # followers end when the server shuts down
+    limit_followed_streams(app, LogsConfig().max_followed_streams_per_key)
     app.on_shutdown.append(_stop_following)
     app.router.add_get("/v1/actors/{name}/logs", actor_logs)

@@ -136,7 +136,7 @@ LOG_PARAMETERS = [
     _query_parameter(
         "tail",
         {"type": "integer", "minimum": 0, "maximum": 10000, "default": 100},
-        "the last N lines of each log",
+        "the last N lines of each log (found in its last 4 MiB; older lines are left out)",
     ),
     _query_parameter(
         "follow",
@@ -296,6 +296,11 @@ def _actor_paths() -> dict[str, Any]:
                         "content": {"application/x-ndjson": {"schema": _ref("LogLine")}},
                     },
                     **_errors(400, 401, 403, 404),
+                    "429": _json(
+                        _ref("Error"),
+                        "follow=1 while this access key already follows as many streams as"
+                        " it may at once (16 by default; `too_many_requests`)",
+                    ),
                 },
             }
         },

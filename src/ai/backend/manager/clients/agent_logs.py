@@ -14,7 +14,9 @@ from ai.backend.common.auth.hmac_signing import EndpointSigner
 from ai.backend.common.json import JSONDecodeError, loads
 
 CONNECT_TIMEOUT = 5.0
-TAIL_TIMEOUT = 60.0  # a whole tail (at most 10,000 lines of each log)
+# an agent reads at most 4 MiB of each log for a tail: a minute without a byte and it is taken
+# for gone (the time a tail takes as a whole is not limited, since the caller may read slowly)
+TAIL_READ_TIMEOUT = 60.0
 # a followed agent writes an empty line after 15 s of silence; thrice that without a byte and
 # it is taken for gone
 FOLLOW_READ_TIMEOUT = 45.0
@@ -73,12 +75,16 @@ async def _read_line(response: aiohttp.ClientResponse) -> bytes:
 
 
 class AgentLogClient:
+    """One HTTP session for every agent; its connections are not limited in number, since each
+    followed replica holds one for as long as it is followed (the manager's API limits how many
+    streams a caller follows at once)."""
+
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         return self._session
 
     async def lines(
@@ -91,9 +97,9 @@ class AgentLogClient:
             f"?process={quote(process, safe='')}&tail={tail}&follow={int(follow)}"
         )
         timeout = aiohttp.ClientTimeout(
-            total=None if follow else TAIL_TIMEOUT,
+            total=None,
             sock_connect=CONNECT_TIMEOUT,
-            sock_read=FOLLOW_READ_TIMEOUT if follow else None,
+            sock_read=FOLLOW_READ_TIMEOUT if follow else TAIL_READ_TIMEOUT,
         )
         try:
             signer = EndpointSigner(agent.addr, agent.access_key, agent.secret_key)

@@ -5,10 +5,13 @@ whose id starts with it or with ``{actor}-{filter}``), whatever its status; with
 replica placed on an agent that is not gone (``scheduled`` … ``terminating``, and ``failed``,
 whose logs say why). A replica the agent has no logs of contributes nothing.
 
-Order: without ``follow``, replica after replica (oldest first), each runtime then sidecar; with
-``follow``, lines as they arrive, each replica's in order. An agent that cannot be asked is one
-line ``{"replica_id", "process": "error", "line": "agent … unreachable: …"}``, not the end of
-the stream. A followed stream ends when every agent has ended its part (or the caller leaves).
+Order: without ``follow``, replica after replica (oldest first), each runtime then sidecar, each
+line passed on as it arrives. ``TAIL_WINDOW`` agents are asked at once: the replicas after the
+one being passed on are read ahead, each into a queue of at most ``READ_AHEAD_LINES``, so that
+memory stays bounded however long the tails. With ``follow``, lines as they arrive, each
+replica's in order. An agent that cannot be asked is one line
+``{"replica_id", "process": "error", "line": "agent … unreachable: …"}``, not the end of the
+stream. A followed stream ends when every agent has ended its part (or the caller leaves).
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections import deque
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from ai.backend.common.aio import cancel_and_wait
 from ai.backend.common.dto.agent import ReplicaStatus
@@ -50,6 +55,7 @@ IDLE_TICK = 1.0  # a followed stream yields an empty batch after this long witho
 QUEUE_SIZE = 1000
 BATCH_SIZE = 500
 TAIL_WINDOW = 8  # replicas whose tails are read at once
+READ_AHEAD_LINES = 256  # lines of a tail read ahead while an earlier replica's are passed on
 
 
 @dataclass(frozen=True)
@@ -85,10 +91,35 @@ def _error_line(replica_id: str, message: str) -> LogLine:
 
 
 class _StreamEnd:
-    """One replica's part of a followed stream has ended."""
+    """One replica's part of a stream has ended."""
 
 
 _END = _StreamEnd()
+LineQueue: TypeAlias = asyncio.Queue[LogLine | _StreamEnd]
+
+
+@dataclass(frozen=True)
+class _TailReader:
+    """One replica's tail being read into ``queue`` by ``task``, which ends it with ``_END``."""
+
+    queue: LineQueue
+    task: asyncio.Task[None]
+
+
+async def _queued_batches(queue: LineQueue) -> AsyncGenerator[list[LogLine], None]:
+    """The lines of ``queue`` until ``_END``, in batches of what is there (up to BATCH_SIZE)."""
+    while True:
+        item = await queue.get()
+        batch: list[LogLine] = []
+        while not isinstance(item, _StreamEnd):
+            batch.append(item)
+            if len(batch) >= BATCH_SIZE or queue.empty():
+                break
+            item = queue.get_nowait()
+        if batch:
+            yield batch
+        if isinstance(item, _StreamEnd):
+            return
 
 
 class ActorLogStream:
@@ -115,16 +146,35 @@ class ActorLogStream:
                 async for batch in followed:
                     yield batch
             return
-        # a few agents at a time, so that at most TAIL_WINDOW tails are held at once
-        for start in range(0, len(self._sources), TAIL_WINDOW):
-            window = self._sources[start : start + TAIL_WINDOW]
-            for lines in await asyncio.gather(*(self._collect(s) for s in window)):
-                if lines:
-                    yield lines
+        async with contextlib.aclosing(self._tail_batches()) as tails:
+            async for batch in tails:
+                yield batch
+
+    async def _tail_batches(self) -> AsyncGenerator[list[LogLine], None]:
+        """Replica after replica, each one's lines as they arrive (see the module's docstring)."""
+        waiting: Iterator[ReplicaLogSource] = iter(self._sources)
+        readers: deque[_TailReader] = deque()
+
+        def read_ahead() -> None:
+            while len(readers) < TAIL_WINDOW and (source := next(waiting, None)) is not None:
+                queue: LineQueue = asyncio.Queue(READ_AHEAD_LINES)
+                readers.append(_TailReader(queue, asyncio.create_task(self._pump(source, queue))))
+
+        try:
+            read_ahead()
+            while readers:
+                async with contextlib.aclosing(_queued_batches(readers[0].queue)) as batches:
+                    async for batch in batches:
+                        yield batch
+                readers.popleft()
+                read_ahead()
+        finally:
+            for reader in readers:
+                await cancel_and_wait(reader.task)
 
     async def _followed_batches(self) -> AsyncGenerator[list[LogLine], None]:
         """Lines as they arrive from every replica's agent at once, until each has ended."""
-        queue: asyncio.Queue[LogLine | _StreamEnd] = asyncio.Queue(QUEUE_SIZE)
+        queue: LineQueue = asyncio.Queue(QUEUE_SIZE)
         pumps = [asyncio.create_task(self._pump(s, queue)) for s in self._sources]
         running = len(pumps)
         try:
@@ -193,12 +243,7 @@ class ActorLogStream:
             log.exception("reading the logs of replica {} failed", source.replica_id)
             yield _error_line(source.replica_id, "internal error while reading the logs")
 
-    async def _collect(self, source: ReplicaLogSource) -> list[LogLine]:
-        return [line async for line in self._guarded(source)]
-
-    async def _pump(
-        self, source: ReplicaLogSource, queue: asyncio.Queue[LogLine | _StreamEnd]
-    ) -> None:
+    async def _pump(self, source: ReplicaLogSource, queue: LineQueue) -> None:
         async with contextlib.aclosing(self._guarded(source)) as lines:
             async for line in lines:
                 await queue.put(line)
