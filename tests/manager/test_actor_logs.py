@@ -17,7 +17,8 @@ import pytest
 from redis.asyncio import Redis
 
 from ai.backend.common.dto.agent import ReplicaStatus
-from ai.backend.manager.clients.agent_logs import AgentEndpoint, AgentLogClient, LogLine
+from ai.backend.common.dto.manager_api import LogLine
+from ai.backend.manager.clients.agent_logs import AgentEndpoint, AgentLogClient
 from ai.backend.manager.repositories.log_sources import AgentCredential, ReplicaLogSource
 from ai.backend.manager.services.actor_logs import TAIL_WINDOW, ActorLogStream, LogRequest
 from ai.backend.testutils.control_plane import (
@@ -292,7 +293,7 @@ class _HeldBackAgents(AgentLogClient):
         for number in (1, 2, 3):
             if (replica_id, number) == ("r-00", 3):
                 await self.release.wait()
-            yield LogLine(replica_id, process, f"{replica_id} {number}")
+            yield LogLine(replica_id=replica_id, process=process, line=f"{replica_id} {number}")
 
 
 async def test_a_tail_passes_lines_on_as_they_arrive_replica_after_replica() -> None:

@@ -1,10 +1,12 @@
-"""Result types of the SDK that the shared DTOs (``ai.backend.common.dto``) do not have yet.
-Both describe server responses; readers accept fields added by newer servers."""
+"""Result types of the SDK beyond the shared DTOs (``ai.backend.common.dto``), and ``LogLine``
+re-exported from them; readers accept fields added by newer servers."""
 
 from __future__ import annotations
 
 from ai.backend.common.dto.gateway_api import JobInfo
-from ai.backend.common.dto.manager_api import ResponseModel
+from ai.backend.common.dto.manager_api import LogLine, ResponseModel
+
+__all__ = ["JobPage", "LogLine"]
 
 
 class JobPage(ResponseModel):
@@ -12,12 +14,3 @@ class JobPage(ResponseModel):
 
     items: list[JobInfo]
     next_cursor: str | None = None
-
-
-class LogLine(ResponseModel):
-    """One line of a replica's log (``GET /v1/actors/{name}/logs``, NDJSON): ``process`` is
-    ``runtime`` or ``sidecar``; ``line`` has no trailing newline."""
-
-    replica_id: str
-    process: str
-    line: str

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from ai.backend.common.dto.manager_api import LogLine
 from ai.backend.common.errors import InvalidInput
 from ai.backend.common.json import dumps
 from ai.backend.common.web import signed_parts
@@ -27,7 +28,6 @@ from ..services.replica_logs import (
     FilePosition,
     LogFile,
     LogProcess,
-    ReplicaLogLine,
     ReplicaLogReader,
 )
 from ..services.request_auth import RequestVerifier
@@ -73,7 +73,7 @@ def parse_log_query(query: Mapping[str, str]) -> LogQuery:
     return LogQuery(LogProcess(process), tail, FLAGS[follow])
 
 
-def _ndjson(lines: Iterable[ReplicaLogLine]) -> bytes:
+def _ndjson(lines: Iterable[LogLine]) -> bytes:
     return b"".join(dumps(line.to_json()) + b"\n" for line in lines)
 
 

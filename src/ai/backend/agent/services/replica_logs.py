@@ -34,6 +34,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
+from ai.backend.common.dto.manager_api import LogLine
+
 from ..errors import ReplicaNotFound
 from .replica_files import LOG_NAMES, ReplicaPaths
 
@@ -61,18 +63,6 @@ class LogProcess(StrEnum):
 
 
 @dataclass(frozen=True)
-class ReplicaLogLine:
-    """One line of a replica's log, as it travels (one NDJSON object per line)."""
-
-    replica_id: str
-    process: str
-    line: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"replica_id": self.replica_id, "process": self.process, "line": self.line}
-
-
-@dataclass(frozen=True)
 class LogFile:
     replica_id: str
     process: str
@@ -89,7 +79,7 @@ class FilePosition:
 
 @dataclass(frozen=True)
 class Tail:
-    lines: list[ReplicaLogLine]
+    lines: list[LogLine]
     positions: list[FilePosition]  # one per file, in the order of the files
 
 
@@ -178,7 +168,7 @@ class FollowedFile:
         self._offset = 0
         self._partial = b""
 
-    async def check(self) -> list[ReplicaLogLine]:
+    async def check(self) -> list[LogLine]:
         """The lines completed since the last check."""
         try:
             stat = os.stat(self.log_file.path)
@@ -202,7 +192,11 @@ class FollowedFile:
             pieces.append(self._partial)
             self._partial = b""
         return [
-            ReplicaLogLine(self.log_file.replica_id, self.log_file.process, _decode(raw))
+            LogLine(
+                replica_id=self.log_file.replica_id,
+                process=self.log_file.process,
+                line=_decode(raw),
+            )
             for raw in pieces
         ]
 
@@ -234,19 +228,22 @@ class ReplicaLogReader:
 
     async def tail(self, files: Sequence[LogFile], count: int, *, complete_only: bool) -> Tail:
         """The last ``count`` lines of each file, file after file."""
-        lines: list[ReplicaLogLine] = []
+        lines: list[LogLine] = []
         positions: list[FilePosition] = []
         for log_file in files:
             texts, position = await self._in_thread(
                 functools.partial(_tail_of_file, log_file.path, count, complete_only=complete_only)
             )
-            lines += [ReplicaLogLine(log_file.replica_id, log_file.process, t) for t in texts]
+            lines += [
+                LogLine(replica_id=log_file.replica_id, process=log_file.process, line=t)
+                for t in texts
+            ]
             positions.append(position)
         return Tail(lines, positions)
 
     async def follow(
         self, files: Sequence[LogFile], positions: Sequence[FilePosition]
-    ) -> AsyncGenerator[list[ReplicaLogLine], None]:
+    ) -> AsyncGenerator[list[LogLine], None]:
         """Forever, one batch per check: the lines appended to the files since ``positions``
         (an empty batch when nothing was). The caller stops by leaving the iteration."""
         followed = [
@@ -254,7 +251,7 @@ class ReplicaLogReader:
             for f, p in zip(files, positions, strict=True)
         ]
         while True:
-            batch: list[ReplicaLogLine] = []
+            batch: list[LogLine] = []
             for one in followed:
                 batch += await one.check()
             yield batch

@@ -23,6 +23,20 @@ class ResponseModel(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+class LogLine(ResponseModel):
+    """One line of a replica's log, one NDJSON object per line: ``GET /v1/actors/{name}/logs``
+    (manager) and ``GET /v1/replicas/{id}/logs`` (agent). ``process`` is ``runtime`` or
+    ``sidecar``, or ``error`` for what the manager says of an agent it could not ask or whose
+    stream ended; ``line`` has no trailing newline."""
+
+    replica_id: str
+    process: str
+    line: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"replica_id": self.replica_id, "process": self.process, "line": self.line}
+
+
 class ItemList(ResponseModel, Generic[T]):
     """Every list the API returns: ``{"items": [...], "next_cursor": null}``."""
 

@@ -17,10 +17,10 @@ from collections.abc import Iterable, Iterator, Mapping
 
 from aiohttp import web
 
+from ai.backend.common.dto.manager_api import LogLine
 from ai.backend.common.errors import InvalidInput, TooManyRequests
 from ai.backend.common.json import dumps
 
-from ..clients.agent_logs import LogLine
 from ..config import LogsConfig
 from ..services.actor_logs import LogRequest
 from ..services.auth import require_user

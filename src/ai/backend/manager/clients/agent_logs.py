@@ -11,6 +11,7 @@ import aiohttp
 from yarl import URL
 
 from ai.backend.common.auth.hmac_signing import EndpointSigner
+from ai.backend.common.dto.manager_api import LogLine
 from ai.backend.common.json import JSONDecodeError, loads
 
 CONNECT_TIMEOUT = 5.0
@@ -22,18 +23,6 @@ TAIL_READ_TIMEOUT = 60.0
 FOLLOW_READ_TIMEOUT = 45.0
 ERROR_BODY_LIMIT = 300
 CONTENT_TYPE = "application/json"
-
-
-@dataclass(frozen=True)
-class LogLine:
-    """One line of a replica's log: ``{"replica_id", "process", "line"}`` on the wire."""
-
-    replica_id: str
-    process: str
-    line: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"replica_id": self.replica_id, "process": self.process, "line": self.line}
 
 
 @dataclass(frozen=True)
@@ -64,7 +53,7 @@ def _parse_line(raw: bytes) -> LogLine | None:
         isinstance(data.get(key), str) for key in ("replica_id", "process", "line")
     ):
         raise AgentUnreachable("the agent's answer holds a line without replica_id/process/line")
-    return LogLine(data["replica_id"], data["process"], data["line"])
+    return LogLine(replica_id=data["replica_id"], process=data["process"], line=data["line"])
 
 
 async def _read_line(response: aiohttp.ClientResponse) -> bytes:

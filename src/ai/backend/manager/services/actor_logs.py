@@ -87,7 +87,7 @@ def select_replicas(
 
 
 def _error_line(replica_id: str, message: str) -> LogLine:
-    return LogLine(replica_id, ERROR_PROCESS, message)
+    return LogLine(replica_id=replica_id, process=ERROR_PROCESS, line=message)
 
 
 class _StreamEnd:
