@@ -257,6 +257,11 @@ async def test_actor_agent_and_admin_commands(cluster: Cluster, tmp_path: Path) 
         "1h",
     )
     assert (token["access_key"], token["name"]) == (created["access_key"], "notebook")
+    own = await admin.run("admin", "token", "create", "--token-only")  # for the signing key
+    assert own.stdout.count("\n") == 1 and len(own.stdout.strip()) >= 32
+    [own_info] = [t for t in await admin.json("admin", "token", "ls") if t["id"] != token["id"]]
+    assert own_info["access_key"] == admin.env["BACKEND_ACCESS_KEY"]
+    assert (await admin.run("admin", "token", "rm", own_info["id"])).exit_code == 0
     tokens = await admin.json("admin", "token", "ls")
     assert [t["id"] for t in tokens] == [token["id"]] and "token" not in tokens[0]
     removed = await admin.run("admin", "token", "rm", token["id"])

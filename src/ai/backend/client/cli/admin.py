@@ -114,25 +114,38 @@ def token() -> None:
 
 
 @token.command("create")
-@click.argument("access_key")
+@click.argument("access_key", required=False)
 @click.option("--name", default=None, help="A name to recognize the token by.")
 @click.option(
     "--expires-in", type=DURATION, default=None, help="Valid for this long (e.g. 30d, 12h)."
 )
+@click.option("--token-only", is_flag=True, help="Print the token alone (for `export X=$(...)`).")
 @json_option
-def create_token(access_key: str, name: str | None, expires_in: str | None, as_json: bool) -> None:
+def create_token(
+    access_key: str | None,
+    name: str | None,
+    expires_in: str | None,
+    token_only: bool,
+    as_json: bool,
+) -> None:
     """Create an API token and print it, once.
 
-    The token acts as ACCESS_KEY at the gateway; only its hash is kept, so it cannot be
-    shown again.
+    The token acts as ACCESS_KEY (default: the access key this client signs with) at the
+    gateway; only its hash is kept, so it cannot be shown again.
     """
 
     async def work(session: AsyncSession) -> ApiTokenCreated:
-        return await session.admin.tokens.create(access_key, name=name, expires_in=expires_in)
+        owner = access_key or session.config.access_key
+        if owner is None:
+            raise click.UsageError("no ACCESS_KEY given and none configured for this client")
+        return await session.admin.tokens.create(owner, name=name, expires_in=expires_in)
 
     created = run_session(work)
     if as_json:
         print_json(created)
+        return
+    if token_only:
+        click.echo(created.token)
         return
     click.echo(f"id:    {created.id}")
     click.echo(f"token: {created.token}")
