@@ -143,10 +143,10 @@ async def test_a_job_whose_publish_was_never_confirmed_is_published_again(
 
 
 async def test_tools_reload_on_sighup_and_a_bad_file_keeps_them(
-    cluster: Cluster, tmp_path: Path
+    lone_gateway: RunningGateway,
 ) -> None:
-    path = write_tools(tmp_path / "tools.yaml")
-    gateway = await gateway_for(cluster, path)
+    gateway = lone_gateway
+    path = Path(gateway.env["BACKEND_TOOLS__PATH"])
 
     async def tool_names() -> list[str]:
         status, body = await gateway.get("/v1/tools")

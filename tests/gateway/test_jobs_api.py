@@ -1,30 +1,50 @@
 """The jobs REST API against real processes: a manager and an agent running real actors, and
-gateway processes on the same database and Redis prefix."""
+gateway processes on the same database and Redis prefix. The tests share one such stack, except
+the one that restarts its gateway."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import examples.failures  # noqa: F401  (the replicas' handlers: Pants packs them with this)
 import examples.pipeline  # noqa: F401
 import examples.streaming  # noqa: F401
+import pytest
 
 from ai.backend.testutils.control_plane import Cluster
-from ai.backend.testutils.gateway import RunningGateway, deploy, gateway_for, write_tools
+from ai.backend.testutils.gateway import (
+    RunningGateway,
+    SharedStack,
+    deploy,
+    gateway_for,
+    shared_stack,
+    write_tools,
+)
 from ai.backend.testutils.waiting import wait_until
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
-async def _pipeline(cluster: Cluster, tmp_path: Path) -> RunningGateway:
+async def _pipeline(cluster: Cluster) -> RunningGateway:
+    """A gateway with the test tools, on ``doubler`` and ``incrementer`` replicas."""
     await cluster.add_agent("node-1")
-    await deploy(cluster, "doubler", "examples.pipeline:double", concurrency=8)
-    await deploy(cluster, "incrementer", "examples.pipeline:increment", concurrency=8)
-    return await gateway_for(cluster, write_tools(tmp_path / "tools.yaml"))
+    await asyncio.gather(
+        deploy(cluster, "doubler", "examples.pipeline:double", concurrency=8),
+        deploy(cluster, "incrementer", "examples.pipeline:increment", concurrency=8),
+    )
+    return await gateway_for(cluster, write_tools(cluster.workdir / "tools.yaml"))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStack[RunningGateway]]:
+    """One stack for the tests whose gateway keeps running and whose jobs all succeed or are
+    cancelled (a test lists the failed jobs and expects none)."""
+    with shared_stack(tmp_path_factory.mktemp("stack"), _pipeline) as stack:
+        yield stack
 
 
 def _check_history(events: list[Any], result: Any) -> None:
@@ -36,10 +56,7 @@ def _check_history(events: list[Any], result: Any) -> None:
     assert {e.event for e in events[:-1]} <= {"running", "progress", "partial"}
 
 
-async def test_a_tool_call_from_handle_to_result_and_history(
-    cluster: Cluster, tmp_path: Path
-) -> None:
-    gateway = await _pipeline(cluster, tmp_path)
+async def test_a_tool_call_from_handle_to_result_and_history(gateway: RunningGateway) -> None:
     status, tools = await gateway.get("/v1/tools")
     assert status == 200
     assert [t["name"] for t in tools["items"]] == ["double", "double_then_increment"]
@@ -90,9 +107,13 @@ async def test_a_tool_call_from_handle_to_result_and_history(
     assert resumed == after[1:]
     assert await gateway.sse(job_id, last_event_id=after[-1].id) == []
 
+    # newest first, in pages; other tests' jobs are older than this test's two
+    status, every = await gateway.get("/v1/jobs?limit=500")
+    assert status == 200 and every["next_cursor"] is None
     status, page = await gateway.get("/v1/jobs?limit=1")
     assert status == 200 and len(page["items"]) == 1 and page["next_cursor"]
-    status, rest = await gateway.get(f"/v1/jobs?limit=5&cursor={page['next_cursor']}")
+    status, rest = await gateway.get(f"/v1/jobs?limit=500&cursor={page['next_cursor']}")
+    assert [j["id"] for j in page["items"] + rest["items"]] == [j["id"] for j in every["items"]]
     assert [j["id"] for j in page["items"] + rest["items"]][1] == job_id
     assert rest["next_cursor"] is None
     status, succeeded = await gateway.get("/v1/jobs?status=succeeded")
@@ -101,11 +122,7 @@ async def test_a_tool_call_from_handle_to_result_and_history(
     assert failed == {"items": [], "next_cursor": None}
 
 
-async def test_fifty_concurrent_calls_get_their_own_results(
-    cluster: Cluster, tmp_path: Path
-) -> None:
-    gateway = await _pipeline(cluster, tmp_path)
-
+async def test_fifty_concurrent_calls_get_their_own_results(gateway: RunningGateway) -> None:
     async def call(value: int) -> Any:
         status, job = await gateway.post(
             "/v1/jobs?wait=30", {"route": ["doubler", "incrementer"], "arguments": {"value": value}}
@@ -117,8 +134,10 @@ async def test_fifty_concurrent_calls_get_their_own_results(
     assert results == [{"value": 2 * i + 5} for i in range(50)]
 
 
-async def test_bad_requests_get_exact_errors(cluster: Cluster, tmp_path: Path) -> None:
-    gateway = await gateway_for(cluster, write_tools(tmp_path / "tools.yaml"))
+async def test_bad_requests_get_exact_errors(lone_gateway: RunningGateway) -> None:
+    # a gateway of its own, without actors: the refused `?wait=-1` below still creates its job
+    # (the gateway checks `wait` after creating it), which must not run on the shared stack
+    gateway = lone_gateway
     cases: list[tuple[str, str, Any, int, dict[str, str]]] = [
         (
             "POST",
@@ -215,11 +234,9 @@ async def test_bad_requests_get_exact_errors(cluster: Cluster, tmp_path: Path) -
 
 
 async def test_cancel_skips_the_jobs_envelopes_and_ends_the_stream(
-    cluster: Cluster, tmp_path: Path
+    gateway: RunningGateway, shared_cluster: Cluster
 ) -> None:
-    await cluster.add_agent("node-1")
-    await deploy(cluster, "sleeper", "examples.failures:slow", concurrency=1)
-    gateway = await gateway_for(cluster, None)
+    await deploy(shared_cluster, "sleeper", "examples.failures:slow", concurrency=1)
     # the first job occupies the only slot; the second waits in the stream and is cancelled
     status, first = await gateway.post(
         "/v1/jobs", {"route": ["sleeper"], "arguments": {"seconds": 1.5}}
@@ -239,8 +256,10 @@ async def test_cancel_skips_the_jobs_envelopes_and_ends_the_stream(
     )
 
     # sidecars skip its envelopes until its deadline and a minute more, not for a day
-    seconds, _ = await cluster.plane.redis.time()
-    forget_at = await cluster.plane.redis.zscore(cluster.plane.keys.cancel, second["job_id"])
+    seconds, _ = await shared_cluster.plane.redis.time()
+    forget_at = await shared_cluster.plane.redis.zscore(
+        shared_cluster.plane.keys.cancel, second["job_id"]
+    )
     deadline = datetime.fromisoformat(cancelled["deadline_at"]).timestamp()
     assert forget_at is not None and abs(forget_at - (deadline + 60)) < 3
     events = await gateway.sse(second["job_id"])
@@ -248,15 +267,14 @@ async def test_cancel_skips_the_jobs_envelopes_and_ends_the_stream(
     assert events[-1].data["data"] == {"reason": "cancelled by the caller"}
     status, done = await gateway.post(f"/v1/jobs/{first['job_id']}/cancel?wait=1")
     assert status in (200, 409)
-    await cluster.plane.wait_quiescent(timeout=30)
+    await shared_cluster.plane.wait_quiescent(timeout=30)
     status, job = await gateway.get(f"/v1/jobs/{second['job_id']}")
     assert job["status"] == "cancelled"  # the skipped envelope did not end it again
     assert [e.event for e in await gateway.sse(second["job_id"])].count("cancelled") == 1
 
 
-async def test_deadlines_are_enforced_also_after_a_restart(
-    cluster: Cluster, tmp_path: Path
-) -> None:
+async def test_deadlines_are_enforced_also_after_a_restart(cluster: Cluster) -> None:
+    """On a stack of its own: no other gateway may run while the deadline passes."""
     await cluster.add_agent("node-1")
     await deploy(cluster, "sleeper", "examples.failures:slow", concurrency=2)
     gateway = await gateway_for(cluster, None)

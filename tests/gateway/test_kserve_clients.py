@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,14 @@ import examples.kserve_echo  # noqa: F401  (the replica's handler: Pants packs i
 import pytest
 
 from ai.backend.testutils.control_plane import Cluster, insert_keypair
-from ai.backend.testutils.gateway import RunningGateway, deploy, gateway_for
+from ai.backend.testutils.gateway import (
+    RunningGateway,
+    SharedStack,
+    deploy,
+    gateway_for,
+    shared_stack,
+)
+from ai.backend.testutils.mcp import client_environment
 from ai.backend.testutils.services import free_port
 from ai.backend.testutils.waiting import wait_until
 
@@ -33,8 +40,7 @@ class KServeSetup:
     grpc_url: str
 
 
-@pytest.fixture
-async def kserve(cluster: Cluster) -> KServeSetup:
+async def _echo_model_gateway(cluster: Cluster) -> KServeSetup:
     """The echo model deployed, and a gateway that reads the model registry and serves gRPC."""
     await cluster.add_agent("node-1")
     await deploy(cluster, "kserve-echo", "examples.kserve_echo:app", concurrency=8)
@@ -60,9 +66,22 @@ async def kserve(cluster: Cluster) -> KServeSetup:
     return KServeSetup(gateway, f"127.0.0.1:{grpc_port}")
 
 
-async def run_client(tool: str, url: str, tmp_path: Path) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStack[KServeSetup]]:
+    """One stack for the module: every test only reads the model and runs inferences."""
+    with shared_stack(tmp_path_factory.mktemp("stack"), _echo_model_gateway) as stack:
+        yield stack
+
+
+@pytest.fixture
+def kserve(stack: SharedStack[KServeSetup], shared_cluster: Cluster) -> KServeSetup:
+    """The module's echo model and gateway, reached with this test's clients."""
+    gateway = stack.built.gateway.with_session(shared_cluster.manager.session)
+    return replace(stack.built, gateway=gateway)
+
+
+async def run_client(tool: str, url: str) -> dict[str, Any]:
     """Run one client program's scenarios; what it printed."""
-    env = {**os.environ, "PEX_ROOT": str(tmp_path / "pex-root")}
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         str(CLIENT_PEX),
@@ -71,7 +90,7 @@ async def run_client(tool: str, url: str, tmp_path: Path) -> dict[str, Any]:
         MODEL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=env,
+        env=client_environment(),
     )
     out, err = await asyncio.wait_for(child.communicate(), 300)
     assert child.returncode == 0, err.decode()[-3000:]
@@ -83,10 +102,8 @@ def floats(values: list[Any]) -> list[float]:
     return [float(v) for v in values]
 
 
-async def test_tritonclient_http_binary_json_fp16_bytes_and_errors(
-    kserve: KServeSetup, tmp_path: Path
-) -> None:
-    got = await run_client("triton-http", kserve.gateway.url, tmp_path)
+async def test_tritonclient_http_binary_json_fp16_bytes_and_errors(kserve: KServeSetup) -> None:
+    got = await run_client("triton-http", kserve.gateway.url)
     assert (got["live"], got["ready"], got["model_ready"]) == (True, True, True)
     assert "binary_tensor_data" in got["server_metadata"]["extensions"]
     assert got["model_metadata"]["name"] == MODEL
@@ -118,10 +135,8 @@ async def test_tritonclient_http_binary_json_fp16_bytes_and_errors(
     assert "no-such-model" in got["unknown_model"]["message"]
 
 
-async def test_tritonclient_grpc_raw_contents_stream_and_errors(
-    kserve: KServeSetup, tmp_path: Path
-) -> None:
-    got = await run_client("triton-grpc", kserve.grpc_url, tmp_path)
+async def test_tritonclient_grpc_raw_contents_stream_and_errors(kserve: KServeSetup) -> None:
+    got = await run_client("triton-grpc", kserve.grpc_url)
     assert (got["live"], got["ready"], got["model_ready"]) == (True, True, True)
     assert "binary_tensor_data" in got["server_metadata"]["extensions"]
     assert got["model_metadata"]["name"] == MODEL
@@ -143,10 +158,8 @@ async def test_tritonclient_grpc_raw_contents_stream_and_errors(
     assert got["unknown_model"]["status"] == "StatusCode.NOT_FOUND"
 
 
-async def test_kserve_rest_client_health_infer_and_error_message(
-    kserve: KServeSetup, tmp_path: Path
-) -> None:
-    got = await run_client("kserve-rest", kserve.gateway.url, tmp_path)
+async def test_kserve_rest_client_health_infer_and_error_message(kserve: KServeSetup) -> None:
+    got = await run_client("kserve-rest", kserve.gateway.url)
     assert (got["live"], got["ready"], got["model_ready"]) == (True, True, True)
     assert got["unknown_model_ready"] is False
     assert got["json"]["id"] == "k-1"

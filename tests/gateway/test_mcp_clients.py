@@ -5,14 +5,22 @@ JSON-RPC error."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import examples.pipeline  # noqa: F401  (the replicas' handlers: Pants packs them with this)
 import pytest
 
 from ai.backend.testutils.control_plane import Cluster
-from ai.backend.testutils.gateway import RunningGateway, deploy, gateway_for, write_tools
+from ai.backend.testutils.gateway import (
+    RunningGateway,
+    SharedStack,
+    deploy,
+    gateway_for,
+    shared_stack,
+    write_tools,
+)
 from ai.backend.testutils.mcp import MCP1_CLIENT, MCP2_CLIENT, ClientReport, run_client
 
 OPERATIONS: list[dict[str, Any]] = [
@@ -29,13 +37,21 @@ OPERATIONS: list[dict[str, Any]] = [
 ]
 
 
-@pytest.fixture
-async def gateway(cluster: Cluster, tmp_path: Path) -> RunningGateway:
+async def _tools_on_actors(cluster: Cluster) -> RunningGateway:
     """A gateway with the test tools, on ``doubler`` and ``incrementer`` replicas."""
     await cluster.add_agent("node-1")
-    await deploy(cluster, "doubler", "examples.pipeline:double", concurrency=8)
-    await deploy(cluster, "incrementer", "examples.pipeline:increment", concurrency=8)
-    return await gateway_for(cluster, write_tools(tmp_path / "tools.yaml"))
+    await asyncio.gather(
+        deploy(cluster, "doubler", "examples.pipeline:double", concurrency=8),
+        deploy(cluster, "incrementer", "examples.pipeline:increment", concurrency=8),
+    )
+    return await gateway_for(cluster, write_tools(cluster.workdir / "tools.yaml"))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStack[RunningGateway]]:
+    """One stack for every client: each only lists and calls tools, and checks its own calls."""
+    with shared_stack(tmp_path_factory.mktemp("stack"), _tools_on_actors) as stack:
+        yield stack
 
 
 def _check(report: ClientReport) -> None:

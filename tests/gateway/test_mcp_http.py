@@ -6,25 +6,38 @@ whose job exists but cannot be bound to its session answers with the job's handl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 import sqlalchemy as sa
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from ai.backend.testutils.control_plane import Cluster
-from ai.backend.testutils.gateway import RunningGateway, gateway_for, write_tools
+from ai.backend.testutils.gateway import (
+    RunningGateway,
+    SharedStack,
+    gateway_for,
+    shared_stack,
+    write_tools,
+)
 from ai.backend.testutils.mcp import MODERN_META, RawMcp
 from ai.backend.testutils.waiting import wait_until
 
 
-@pytest.fixture
-async def gateway(cluster: Cluster, tmp_path: Path) -> RunningGateway:
-    """A gateway with the test tools (no actor runs: nothing here starts a job)."""
-    return await gateway_for(cluster, write_tools(tmp_path / "tools.yaml"))
+async def _tools_gateway(cluster: Cluster) -> RunningGateway:
+    """A gateway with the test tools (no actor runs: no job here gets further than pending)."""
+    return await gateway_for(cluster, write_tools(cluster.workdir / "tools.yaml"))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStack[RunningGateway]]:
+    """One gateway for the module: each test opens sessions of its own and counts only the jobs
+    it started."""
+    with shared_stack(tmp_path_factory.mktemp("stack"), _tools_gateway) as stack:
+        yield stack
 
 
 @pytest.fixture
@@ -194,10 +207,10 @@ async def test_initialize_answers_a_supported_version_or_the_latest(mcp: RawMcp)
 
 
 async def test_a_legacy_session_opened_on_one_replica_works_on_another(
-    mcp: RawMcp, gateway: RunningGateway, cluster: Cluster
+    mcp: RawMcp, gateway: RunningGateway, shared_cluster: Cluster
 ) -> None:
     tools = Path(gateway.env["BACKEND_TOOLS__PATH"])
-    other = await gateway_for(cluster, tools, name="gateway-2", gateway_id="gw-test-2")
+    other = await gateway_for(shared_cluster, tools, name="gateway-2", gateway_id="gw-test-2")
     session_id = await mcp.initialize()
     second = RawMcp(mcp.session, f"{other.url}/mcp")
     listed = await second.legacy("tools/list", session_id=session_id)
@@ -208,16 +221,21 @@ async def test_a_legacy_session_opened_on_one_replica_works_on_another(
     ]
     assert (await second.send("DELETE", headers={"Mcp-Session-Id": session_id})).status == 200
     assert (await mcp.legacy("tools/list", session_id=session_id)).status == 404
+    other.child.kill(signal.SIGTERM)
 
 
 async def test_a_job_that_cannot_be_bound_to_its_session_answers_with_its_handle(
-    mcp: RawMcp, gateway: RunningGateway, cluster: Cluster, redis_client: Redis
+    mcp: RawMcp, gateway: RunningGateway, shared_cluster: Cluster
 ) -> None:
     """Redis fails between the job's creation and its binding to the call: the client gets the
     job's handle (a retry would start a second job), not an internal error."""
+    status, page = await gateway.get("/v1/jobs?limit=500")
+    assert status == 200 and page["next_cursor"] is None
+    earlier = {job["id"] for job in page["items"]}
     session_id = await mcp.initialize()
-    requests = f"{cluster.manager.prefix}mcp:session:{session_id}:requests"
-    engine = create_async_engine(cluster.manager.database_url)
+    requests = f"{shared_cluster.manager.prefix}mcp:session:{session_id}:requests"
+    redis_client = shared_cluster.plane.redis
+    engine = create_async_engine(shared_cluster.manager.database_url)
     try:
         async with engine.begin() as connection:
             # the job's insert waits for this lock: the call is held after begin_request
@@ -245,7 +263,8 @@ async def test_a_job_that_cannot_be_bound_to_its_session_answers_with_its_handle
     result = reply.body["result"]
     handle = result["structuredContent"]
     assert (result["isError"], handle["status"]) == (False, "pending")
-    status, page = await gateway.get("/v1/jobs?limit=100")
+    status, page = await gateway.get("/v1/jobs?limit=500")
     assert status == 200
-    assert [(job["id"], job["status"]) for job in page["items"]] == [(handle["job_id"], "pending")]
+    started = [(job["id"], job["status"]) for job in page["items"] if job["id"] not in earlier]
+    assert started == [(handle["job_id"], "pending")]
     assert "could not bind job" in gateway.child.log()

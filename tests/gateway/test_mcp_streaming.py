@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,14 @@ import examples.pipeline  # noqa: F401  (the replicas' handlers: Pants packs the
 import pytest
 
 from ai.backend.testutils.control_plane import Cluster
-from ai.backend.testutils.gateway import RunningGateway, deploy, gateway_for, write_tools
+from ai.backend.testutils.gateway import (
+    RunningGateway,
+    SharedStack,
+    deploy,
+    gateway_for,
+    shared_stack,
+    write_tools,
+)
 from ai.backend.testutils.mcp import (
     MCP1_CLIENT,
     MCP2_CLIENT,
@@ -78,13 +85,21 @@ TOOLS: list[dict[str, Any]] = [
 SLOW_CALL: dict[str, Any] = {"op": "call", "tool": "slow_chain", "arguments": {"value": 1}}
 
 
-@pytest.fixture
-async def gateway(cluster: Cluster, tmp_path: Path) -> RunningGateway:
+async def _tools_on_actors(cluster: Cluster) -> RunningGateway:
     """A gateway with :data:`TOOLS`, on ``doubler`` and ``slow-doubler`` replicas."""
     await cluster.add_agent("node-1")
-    await deploy(cluster, "doubler", "examples.pipeline:double", concurrency=8)
-    await deploy(cluster, "slow-doubler", "examples.pipeline:double_slowly", concurrency=8)
-    return await gateway_for(cluster, write_tools(tmp_path / "tools.yaml", TOOLS))
+    await asyncio.gather(
+        deploy(cluster, "doubler", "examples.pipeline:double", concurrency=8),
+        deploy(cluster, "slow-doubler", "examples.pipeline:double_slowly", concurrency=8),
+    )
+    return await gateway_for(cluster, write_tools(cluster.workdir / "tools.yaml", TOOLS))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStack[RunningGateway]]:
+    """One stack for the tests that only call tools: each counts only the jobs it started."""
+    with shared_stack(tmp_path_factory.mktemp("stack"), _tools_on_actors) as stack:
+        yield stack
 
 
 @pytest.fixture
@@ -94,14 +109,22 @@ async def mcp(gateway: RunningGateway) -> AsyncIterator[RawMcp]:
 
 
 async def _jobs_of(gateway: RunningGateway, tool: str) -> list[dict[str, Any]]:
-    status, page = await gateway.get("/v1/jobs?limit=100")
-    assert status == 200, page
+    status, page = await gateway.get("/v1/jobs?limit=500")
+    assert status == 200 and page["next_cursor"] is None, page
     return [job for job in page["items"] if job["tool"] == tool]
 
 
-async def _all_cancelled(gateway: RunningGateway, tool: str, count: int) -> None:
+async def _job_ids_of(gateway: RunningGateway, tool: str) -> set[str]:
+    return {job["id"] for job in await _jobs_of(gateway, tool)}
+
+
+async def _all_cancelled(
+    gateway: RunningGateway, tool: str, count: int, *, earlier: set[str]
+) -> None:
+    """Exactly ``count`` jobs of ``tool`` besides the ``earlier`` ones, all cancelled."""
+
     async def cancelled() -> bool:
-        jobs = await _jobs_of(gateway, tool)
+        jobs = [job for job in await _jobs_of(gateway, tool) if job["id"] not in earlier]
         return len(jobs) == count and all(job["status"] == "cancelled" for job in jobs)
 
     await wait_until(cancelled, what=f"{count} {tool} job(s) cancelled", timeout=30)
@@ -126,34 +149,37 @@ async def test_a_15_hop_chain_streams_increasing_progress_to_both_sdk_generation
 
 
 async def test_a_legacy_cancel_notification_cancels_the_job(gateway: RunningGateway) -> None:
+    earlier = await _job_ids_of(gateway, "slow_chain")
     operations = [{**SLOW_CALL, "progress": True, "cancel": True}, {"op": "ping"}]
     report = await run_client(MCP1_CLIENT, f"{gateway.url}/mcp", operations)
     cancelled_call, ping = report.results
     assert cancelled_call["result"]["isError"] is True
     assert "cancelled" in cancelled_call["result"]["content"][0]["text"]
     assert ping == {"result": {}}
-    await _all_cancelled(gateway, "slow_chain", 1)
+    await _all_cancelled(gateway, "slow_chain", 1, earlier=earlier)
 
 
 async def test_the_mcp2_legacy_client_cancels_the_job_when_its_call_times_out(
     gateway: RunningGateway,
 ) -> None:
+    earlier = await _job_ids_of(gateway, "slow_chain")
     operations = [{**SLOW_CALL, "progress": True, "timeout": 1.0}, {"op": "ping"}]
     report = await run_client(MCP2_CLIENT, f"{gateway.url}/mcp", operations, mode="legacy")
     timed_out, ping = report.results
     assert timed_out["error"]["code"] == -32001  # the SDK's own timeout
     assert ping == {"result": {}}
-    await _all_cancelled(gateway, "slow_chain", 1)
+    await _all_cancelled(gateway, "slow_chain", 1, earlier=earlier)
 
 
 async def test_a_modern_client_that_goes_away_cancels_the_job(gateway: RunningGateway) -> None:
+    earlier = await _job_ids_of(gateway, "slow_chain")
     operations = [
         {**SLOW_CALL, "progress": True, "timeout": 1.0},  # answered with SSE
         {**SLOW_CALL, "timeout": 1.0},  # answered with JSON
     ]
     report = await run_client(MCP2_CLIENT, f"{gateway.url}/mcp", operations, mode="2026-07-28")
     assert [outcome["error"]["code"] for outcome in report.results] == [-32001, -32001]
-    await _all_cancelled(gateway, "slow_chain", 2)
+    await _all_cancelled(gateway, "slow_chain", 2, earlier=earlier)
 
 
 async def test_a_call_past_its_wait_answers_a_handle_for_get_job_and_cancel_job(
@@ -216,10 +242,17 @@ async def _streamed_call(mcp: RawMcp, tool: str, request_id: int) -> list[dict[s
 
 
 async def test_a_stopping_gateway_answers_waiting_calls_with_handles_and_cancels_nothing(
-    mcp: RawMcp, gateway: RunningGateway, cluster: Cluster
+    cluster: Cluster, tmp_path: Path
 ) -> None:
-    tools = Path(gateway.env["BACKEND_TOOLS__PATH"])
+    # a stack of its own, whose first gateway (the job-event applier) is the one stopped: on the
+    # module's stack a stopped replica that does not apply events sometimes answered a waiting
+    # call only when its job had ended
+    await cluster.add_agent("node-1")
+    await deploy(cluster, "slow-doubler", "examples.pipeline:double_slowly", concurrency=8)
+    tools = write_tools(tmp_path / "tools.yaml", TOOLS)
+    stopping = await gateway_for(cluster, tools)
     other = await gateway_for(cluster, tools, name="gateway-2", gateway_id="gw-test-2")
+    mcp = RawMcp(cluster.manager.session, f"{stopping.url}/mcp")
     streamed = asyncio.create_task(_streamed_call(mcp, "long_chain", 1))
     answered = asyncio.create_task(
         mcp.modern("tools/call", {"name": "long_chain", "arguments": {"value": 1}}, request_id=2)
@@ -230,11 +263,11 @@ async def test_a_stopping_gateway_answers_waiting_calls_with_handles_and_cancels
         return len(jobs) == 2 and all(job["status"] == "running" for job in jobs)
 
     await wait_until(both_running, what="both calls' jobs to run", timeout=30)
-    gateway.child.kill(signal.SIGTERM)  # both calls are waiting for their jobs
+    stopping.child.kill(signal.SIGTERM)  # both calls are waiting for their jobs
     messages = await streamed
     reply = await answered
-    await wait_until(lambda: not gateway.child.alive(), what="the gateway to exit", timeout=15)
-    assert gateway.child.wait(0) == 0
+    await wait_until(lambda: not stopping.child.alive(), what="the gateway to exit", timeout=15)
+    assert stopping.child.wait(0) == 0
     # each call ends with its job's handle (the stream after its progress)
     assert messages[-1]["id"] == 1
     assert {m["method"] for m in messages[:-1]} <= {"notifications/progress"}

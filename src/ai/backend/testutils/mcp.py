@@ -38,8 +38,9 @@ class ClientReport:
     results: list[dict[str, Any]]
 
 
-def _client_environment() -> dict[str, str]:
-    """The test's environment without what configures its own pex and Python path."""
+def client_environment() -> dict[str, str]:
+    """The environment of a client pex: the test's own without what configures the test's pex
+    and Python path (so the client builds its virtualenv once, in the default ``PEX_ROOT``)."""
     return {
         name: value
         for name, value in os.environ.items()
@@ -67,7 +68,7 @@ async def run_client(
         *command,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=_client_environment(),
+        env=client_environment(),
     )
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
