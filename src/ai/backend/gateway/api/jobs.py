@@ -45,10 +45,14 @@ def handle_of(request: web.Request, job: JobInfo) -> JobHandle:
     return JobHandle(job_id=job.id, status=job.status, status_url=base, stream_url=f"{base}/events")
 
 
-async def _answer(request: web.Request, job: JobInfo) -> web.Response:
-    """202 with the job's handle, or, with ``?wait=SECONDS``, 200 with the job once it ended
-    within that time."""
-    wait = _query_float(request, "wait", maximum=MAX_WAIT)
+def _wait_of(request: web.Request) -> float | None:
+    """``?wait=SECONDS``, checked before a job is created (a bad value creates nothing)."""
+    return _query_float(request, "wait", maximum=MAX_WAIT)
+
+
+async def _answer(request: web.Request, job: JobInfo, wait: float | None) -> web.Response:
+    """202 with the job's handle, or, with ``wait``, 200 with the job once it ended within
+    that time."""
     if wait:
         job = await context(request).jobs.wait(
             job.id, caller=caller(request), timeout=wait, known=job
@@ -78,17 +82,19 @@ async def list_tools(request: web.Request) -> web.Response:
 async def call_tool(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     context(request).tools.get(name)  # 404 before reading the body
+    wait = _wait_of(request)
     body = validate_request(ToolCallRequest, await read_body(request), error=InvalidArgument)
     job = await context(request).jobs.call_tool(
         name, body.arguments, timeout=body.timeout, caller=caller(request)
     )
-    return await _answer(request, job)
+    return await _answer(request, job, wait)
 
 
 async def create_job(request: web.Request) -> web.Response:
+    wait = _wait_of(request)
     body = validate_request(JobCreateRequest, await read_body(request), error=InvalidArgument)
     job = await context(request).jobs.create(body, caller=caller(request))
-    return await _answer(request, job)
+    return await _answer(request, job, wait)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
