@@ -54,7 +54,7 @@ from .redis_scripts import (
     REMOVE_IDLE_CONSUMERS,
     TOUCH_OWNED,
 )
-from .stream_depth import count_undelivered
+from .stream_depth import group_depth
 
 log = logging.getLogger(__spec__.name if __spec__ else __name__)
 
@@ -449,23 +449,7 @@ class RedisStreamsTransport(MessageTransport):
         )
 
     async def depth(self, queue: str) -> QueueDepth:
-        stream = self.keys.actor_stream(queue)
-        try:
-            groups = await self._redis.xinfo_groups(stream)
-        except ResponseError as e:
-            if "no such key" in str(e).lower():
-                return QueueDepth(lag=0, pending=0)
-            raise
-        for group in groups:
-            if _text(group["name"]) != queue:
-                continue
-            lag = group.get("lag")
-            if lag is None:
-                # Redis 6.2 reports no lag, nor does 7 after deletions in the undelivered range
-                last_delivered = _text(group["last-delivered-id"])
-                lag = await count_undelivered(self._redis, stream, last_delivered)
-            return QueueDepth(lag=int(lag), pending=int(group["pending"]))
-        return QueueDepth(lag=int(await self._redis.xlen(stream)), pending=0)  # no consumer yet
+        return await group_depth(self._redis, self.keys.actor_stream(queue), queue)
 
     async def read_dead_letters(self, queue: str, *, count: int = 100) -> list[DeadLetterEntry]:
         entries: Any = await self._redis.xrange(self.keys.dead_letters(queue), count=count)

@@ -8,18 +8,14 @@ deleted; then the entries after the group's ``last-delivered-id`` are counted in
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.redis_keys import RedisKeys
-from ai.backend.common.transport.stream_depth import count_undelivered
-
-log = BraceStyleAdapter(logging.getLogger(__spec__.name))
+from ai.backend.common.transport.stream_depth import group_lag
 
 
 def _text(value: Any) -> str:
@@ -64,10 +60,5 @@ async def queue_depths(redis: Redis, prefix: str, actor_names: Sequence[str]) ->
             depths[name] = int(length_reply)
             continue
         pending = int(group.get("pending") or 0)
-        lag = group.get("lag")
-        if lag is None:
-            last_id = _text(group.get("last-delivered-id") or "0-0")
-            lag = await count_undelivered(redis, keys.actor_stream(name), last_id)
-            log.debug("actor {}: no lag reported, counted {} undelivered entries", name, lag)
-        depths[name] = int(lag) + pending
+        depths[name] = await group_lag(redis, keys.actor_stream(name), group) + pending
     return depths
