@@ -18,6 +18,7 @@ import examples.pipeline  # noqa: F401  (the replicas' handlers: Pants packs the
 import pytest
 
 from ai.backend.testutils.control_plane import Cluster
+from ai.backend.testutils.dataplane import DataPlane
 from ai.backend.testutils.gateway import (
     RunningGateway,
     SharedStack,
@@ -119,9 +120,10 @@ async def _job_ids_of(gateway: RunningGateway, tool: str) -> set[str]:
 
 
 async def _all_cancelled(
-    gateway: RunningGateway, tool: str, count: int, *, earlier: set[str]
+    gateway: RunningGateway, plane: DataPlane, tool: str, count: int, *, earlier: set[str]
 ) -> None:
-    """Exactly ``count`` jobs of ``tool`` besides the ``earlier`` ones, all cancelled."""
+    """Exactly ``count`` jobs of ``tool`` besides the ``earlier`` ones, all cancelled, and still
+    so once the data plane is quiet (no duplicate on its way to be counted by the next test)."""
 
     async def cancelled() -> bool:
         jobs = [job for job in await _jobs_of(gateway, tool) if job["id"] not in earlier]
@@ -148,7 +150,9 @@ async def test_a_15_hop_chain_streams_increasing_progress_to_both_sdk_generation
     _check_chain((await run_client(MCP2_CLIENT, url, [call], mode="auto")).results[0])
 
 
-async def test_a_legacy_cancel_notification_cancels_the_job(gateway: RunningGateway) -> None:
+async def test_a_legacy_cancel_notification_cancels_the_job(
+    gateway: RunningGateway, shared_cluster: Cluster
+) -> None:
     earlier = await _job_ids_of(gateway, "slow_chain")
     operations = [{**SLOW_CALL, "progress": True, "cancel": True}, {"op": "ping"}]
     report = await run_client(MCP1_CLIENT, f"{gateway.url}/mcp", operations)
@@ -156,11 +160,12 @@ async def test_a_legacy_cancel_notification_cancels_the_job(gateway: RunningGate
     assert cancelled_call["result"]["isError"] is True
     assert "cancelled" in cancelled_call["result"]["content"][0]["text"]
     assert ping == {"result": {}}
-    await _all_cancelled(gateway, "slow_chain", 1, earlier=earlier)
+    await _all_cancelled(gateway, shared_cluster.plane, "slow_chain", 1, earlier=earlier)
 
 
 async def test_the_mcp2_legacy_client_cancels_the_job_when_its_call_times_out(
     gateway: RunningGateway,
+    shared_cluster: Cluster,
 ) -> None:
     earlier = await _job_ids_of(gateway, "slow_chain")
     operations = [{**SLOW_CALL, "progress": True, "timeout": 1.0}, {"op": "ping"}]
@@ -168,10 +173,12 @@ async def test_the_mcp2_legacy_client_cancels_the_job_when_its_call_times_out(
     timed_out, ping = report.results
     assert timed_out["error"]["code"] == -32001  # the SDK's own timeout
     assert ping == {"result": {}}
-    await _all_cancelled(gateway, "slow_chain", 1, earlier=earlier)
+    await _all_cancelled(gateway, shared_cluster.plane, "slow_chain", 1, earlier=earlier)
 
 
-async def test_a_modern_client_that_goes_away_cancels_the_job(gateway: RunningGateway) -> None:
+async def test_a_modern_client_that_goes_away_cancels_the_job(
+    gateway: RunningGateway, shared_cluster: Cluster
+) -> None:
     earlier = await _job_ids_of(gateway, "slow_chain")
     operations = [
         {**SLOW_CALL, "progress": True, "timeout": 1.0},  # answered with SSE
@@ -179,7 +186,7 @@ async def test_a_modern_client_that_goes_away_cancels_the_job(gateway: RunningGa
     ]
     report = await run_client(MCP2_CLIENT, f"{gateway.url}/mcp", operations, mode="2026-07-28")
     assert [outcome["error"]["code"] for outcome in report.results] == [-32001, -32001]
-    await _all_cancelled(gateway, "slow_chain", 2, earlier=earlier)
+    await _all_cancelled(gateway, shared_cluster.plane, "slow_chain", 2, earlier=earlier)
 
 
 async def test_a_call_past_its_wait_answers_a_handle_for_get_job_and_cancel_job(

@@ -211,11 +211,15 @@ class JobService:
         self, job_id: str, *, caller: Caller, timeout: float, known: JobInfo | None = None
     ) -> JobInfo:
         """The job once it has ended, or as it is when ``timeout`` seconds have passed.
-        ``known``: the job as the caller just created it (saves reading it first)."""
+        ``known``: the job as the caller last saw it; when it has ended, it is the answer."""
         loop = asyncio.get_running_loop()
         until = loop.time() + timeout
         with self._hub.listen(job_id) as listener:
-            job = known if known is not None else await self.get(job_id, caller=caller)
+            # read once the listener exists: an end announced before it is stored in the row by
+            # now (a fast job can end while its creator is still stamping the publish)
+            if known is not None and known.status.is_terminal:
+                return known
+            job = await self.get(job_id, caller=caller)
             while not job.status.is_terminal:
                 remaining = until - loop.time()
                 if remaining <= 0:
