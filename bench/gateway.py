@@ -220,12 +220,15 @@ async def mcp(stack: Stack, calls: int) -> dict[str, Any]:
 
 async def stages(stack: Stack, since: float) -> dict[str, float]:
     """Medians over the calls' jobs, from the database: insert → the sidecar's ``running``
-    event → ``happy-end``'s ``succeeded`` event → the gateway storing it (the answer follows)."""
+    event → ``happy-end``'s ``succeeded`` event (→ its arrival in the events stream) → the gateway
+    storing it (the answer follows)."""
     rows = await stack.job_stages(NOOP, since)
     steps = {
         "created_to_running": ("created", "running"),
         "running_to_succeeded": ("running", "succeeded"),
         "succeeded_to_stored": ("succeeded", "stored"),
+        "succeeded_to_added": ("succeeded", "added"),
+        "added_to_stored": ("added", "stored"),
     }
     return (
         {

@@ -305,12 +305,14 @@ class Stack:
     async def job_stages(self, tool: str, since: float) -> list[Any]:
         """Per job of ``tool`` created after ``since`` (epoch s): epoch seconds of its insert
         (``created_at``), its ``running`` and ``succeeded`` events (``at``: written by the
-        sidecar and by ``happy-end``) and of the update that stored the end (``updated_at``)."""
+        sidecar and by ``happy-end``), of the ``succeeded`` event's arrival in the events stream
+        (its entry id, Redis' clock) and of the update that stored the end (``updated_at``)."""
         assert self.engine is not None
         query = """
             SELECT extract(epoch FROM j.created_at) AS created,
                    extract(epoch FROM r.at) AS running,
                    extract(epoch FROM s.at) AS succeeded,
+                   split_part(s.entry_id, '-', 1)::bigint / 1000.0 AS added,
                    extract(epoch FROM j.updated_at) AS stored
             FROM jobs AS j
             JOIN job_events AS r ON r.job_id = j.id AND r.kind = 'running'

@@ -93,6 +93,15 @@ class GatewayJobsConfig(ConfigSection):
     )
 
 
+class GatewayDatabaseConfig(DatabaseConfig):
+    pool_pre_ping: bool = Field(
+        default=False,
+        description="off by default here (a round trip more for each statement on the job"
+        " paths): a connection a database restart broke fails the one statement that meets it"
+        " (the event ingestor and the sweeper retry; a request gets a 500) and is replaced",
+    )
+
+
 class GrpcConfig(ConfigSection):
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -100,7 +109,7 @@ class GrpcConfig(ConfigSection):
 
 
 class GatewayConfig(ServiceConfig):
-    db: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    db: GatewayDatabaseConfig = Field(default_factory=GatewayDatabaseConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     api: GatewayApiConfig = Field(default_factory=GatewayApiConfig)
     jobs: GatewayJobsConfig = Field(default_factory=GatewayJobsConfig)

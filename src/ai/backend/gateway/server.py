@@ -169,6 +169,7 @@ async def _background(
     finally:
         if grpc_server is not None:
             await grpc_server.stop(grace=1.0)
+        await jobs.close()
         ingestor.stop()
         for task in tasks:
             await cancel_and_wait(task)

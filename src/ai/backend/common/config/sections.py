@@ -48,6 +48,12 @@ class DatabaseConfig(ConfigSection):
     )
     pool_size: int = Field(default=8, ge=1)
     max_overflow: int = Field(default=8, ge=0)
+    pool_pre_ping: bool = Field(
+        default=True,
+        description="test each pooled connection with a round trip before lending it out (a"
+        " connection broken by a database restart is then replaced before use, not after its"
+        " first failure)",
+    )
     echo: bool = False
 
 

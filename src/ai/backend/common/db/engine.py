@@ -15,7 +15,7 @@ def create_engine_from_config(config: DatabaseConfig) -> AsyncEngine:
         pool_size=config.pool_size,
         max_overflow=config.max_overflow,
         echo=config.echo,
-        pool_pre_ping=True,
+        pool_pre_ping=config.pool_pre_ping,
     )
 
 

@@ -4,23 +4,26 @@ Events are numbered per job (``seq`` 1, 2, ...) under the job row's lock, so tha
 gateways applying events of one job at once never give two events the same number. Terminal
 states are immutable: the first terminal event wins; a later one is not applied, only counted.
 An events-stream entry applied before (its ``entry_id`` is stored) is skipped, so an entry
-delivered twice (a gateway died before acknowledging it) is applied once."""
+delivered twice (a gateway died before acknowledging it) is applied once.
+
+A batch is applied in one transaction of two statements (lock the jobs and find the entries seen
+before; write the events and the jobs' new state), sent through asyncpg
+(:mod:`ai.backend.common.db.driver`): this runs for every event of every job."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ai.backend.common.db.driver import driver_connection, engine_of
 from ai.backend.common.dto.gateway_api import StoredJobEvent
 from ai.backend.common.dto.job_event import JobEvent, JobEventKind, JobStatus
+from ai.backend.common.json import dumps
 from ai.backend.common.text import clean_strings
-
-from ..models import JobEventRow, JobRow
 
 
 @dataclass(frozen=True)
@@ -57,36 +60,57 @@ class _JobState:
     route_length: int
     changes: dict[str, Any] = field(default_factory=dict)
 
-    def row(self, job_id: str) -> dict[str, Any]:
-        """Every column an event may change, for one ``executemany`` UPDATE of all jobs."""
-        return {
-            "b_id": job_id,
-            "b_status": self.status,
-            "b_last_seq": self.last_seq,
-            "b_partials": self.partials,
-            "b_progress": self.changes.get("progress", self.progress),
-            "b_result": self.changes.get("result"),
-            "b_error": self.changes.get("error"),
-        }
+    def row(self, job_id: str) -> tuple[Any, ...]:
+        """Every column an event may change, for one UPDATE of all the batch's jobs."""
+        return (
+            job_id,
+            self.status.value,
+            self.last_seq,
+            self.partials,
+            self.changes.get("progress", self.progress),
+            _json(self.changes.get("result")),
+            _json(self.changes.get("error")),
+        )
 
 
-_JOBS = cast(sa.Table, JobRow.__table__)
-_INSERT_EVENTS = sa.insert(cast(sa.Table, JobEventRow.__table__))
-_UPDATE_JOBS = (
-    sa.update(_JOBS)
-    .where(_JOBS.c.id == sa.bindparam("b_id"))
-    .values(
-        status=sa.bindparam("b_status"),
-        last_seq=sa.bindparam("b_last_seq"),
-        partials=sa.bindparam("b_partials"),
-        progress=sa.bindparam("b_progress"),
-        result=sa.bindparam("b_result", type_=_JOBS.c.result.type),
-        error=sa.bindparam("b_error", type_=_JOBS.c.error.type),
-        # a job with an event was published, whether or not its creator could say so
-        published_at=sa.func.coalesce(_JOBS.c.published_at, sa.func.now()),
-        updated_at=sa.func.now(),
-    )
+# the jobs of a batch, locked in id order (as every writer of job rows locks them), with which
+# of the batch's stream entries were applied before
+_LOCK_JOBS = """
+SELECT id, status, last_seq, partials, progress, jsonb_array_length(route) AS route_length,
+       ARRAY(SELECT entry_id FROM job_events WHERE entry_id = ANY($2::varchar[])) AS seen
+FROM jobs WHERE id = ANY($1::varchar[])
+ORDER BY id FOR UPDATE
+"""
+# the new events and what they change in their jobs, in one statement
+_WRITE_EVENTS = """
+WITH new_events AS (
+    INSERT INTO job_events (job_id, seq, kind, data, at, entry_id)
+    SELECT * FROM unnest($1::varchar[], $2::integer[], $3::varchar[], $4::jsonb[],
+                         $5::timestamptz[], $6::varchar[])
 )
+UPDATE jobs SET
+    status = c.status, last_seq = c.last_seq, partials = c.partials, progress = c.progress,
+    result = c.result, error = c.error,
+    -- a job with an event was published, whether or not its creator could say so
+    published_at = coalesce(jobs.published_at, now()), updated_at = now()
+FROM unnest($7::varchar[], $8::varchar[], $9::integer[], $10::integer[], $11::float8[],
+            $12::jsonb[], $13::jsonb[])
+     AS c(id, status, last_seq, partials, progress, result, error)
+WHERE jobs.id = c.id
+"""
+_EVENTS_AFTER = """
+SELECT seq, kind, data, at FROM job_events
+WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
+"""
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else dumps(value).decode()
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column (the arrays ``unnest`` turns back into rows)."""
+    return [list(column) for column in zip(*rows)] if rows else [[] for _ in range(width)]
 
 
 def _progress(event: JobEvent, route_length: int) -> float | None:
@@ -125,6 +149,7 @@ def terminal_fields(kind: JobEventKind, data: dict[str, Any]) -> dict[str, Any]:
 class JobEventRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, max_partials: int) -> None:
         self._sessions = sessions
+        self._engine = engine_of(sessions)
         self._max_partials = max_partials
 
     async def apply(self, incoming: Sequence[IncomingEvent]) -> ApplyReport:
@@ -134,41 +159,24 @@ class JobEventRepository:
         if not job_ids:
             report.unknown_job = len(incoming)
             return report
-        async with self._sessions.begin() as session:
-            locked = await session.execute(
-                sa.select(
-                    JobRow.id,
-                    JobRow.status,
-                    JobRow.last_seq,
-                    JobRow.partials,
-                    JobRow.progress,
-                    sa.func.jsonb_array_length(JobRow.route).label("route_length"),
-                )
-                .where(JobRow.id.in_(job_ids))
-                .order_by(JobRow.id)
-                .with_for_update()
-            )
+        entry_ids = [item.entry_id for item in incoming if item.entry_id is not None]
+        async with driver_connection(self._engine) as connection, connection.transaction():
+            locked = await connection.fetch(_LOCK_JOBS, job_ids, entry_ids)
             jobs = {
-                row.id: _JobState(
-                    row.status, row.last_seq, row.partials, row.progress, row.route_length
+                record["id"]: _JobState(
+                    JobStatus(record["status"]),
+                    record["last_seq"],
+                    record["partials"],
+                    record["progress"],
+                    record["route_length"],
                 )
-                for row in locked
+                for record in locked
             }
-            entry_ids = [item.entry_id for item in incoming if item.entry_id is not None]
-            seen: set[str] = set()
-            if entry_ids:
-                seen = set(
-                    await session.scalars(
-                        sa.select(JobEventRow.entry_id).where(JobEventRow.entry_id.in_(entry_ids))
-                    )
-                )
+            seen: set[str] = set(locked[0]["seen"]) if locked else set()
             rows = self._fold(incoming, jobs, seen, report)
             if rows:
-                # one compiled statement for many rows (see JobRepository.insert)
-                connection = await session.connection()
-                await connection.execute(_INSERT_EVENTS, rows)
                 changed = [state.row(job_id) for job_id, state in jobs.items() if state.changes]
-                await connection.execute(_UPDATE_JOBS, changed)
+                await connection.execute(_WRITE_EVENTS, *_columns(rows, 6), *_columns(changed, 7))
         return report
 
     def _fold(
@@ -177,8 +185,8 @@ class JobEventRepository:
         jobs: dict[str, _JobState],
         seen: set[str],
         report: ApplyReport,
-    ) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
+    ) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
         for item in incoming:
             event = item.event
             state = jobs.get(event.job_id or "")
@@ -208,14 +216,7 @@ class JobEventRepository:
             self._change_state(state, event, data)
             at = event.at.astimezone(UTC) if event.at else datetime.now(UTC)
             rows.append(
-                {
-                    "job_id": event.job_id,
-                    "seq": state.last_seq,
-                    "kind": event.kind,
-                    "data": data,
-                    "at": at,
-                    "entry_id": item.entry_id,
-                }
+                (event.job_id, state.last_seq, event.kind.value, _json(data), at, item.entry_id)
             )
             report.stored.append(
                 StoredJobEvent(
@@ -239,14 +240,9 @@ class JobEventRepository:
 
     async def after(self, job_id: str, seq: int, *, limit: int = 1000) -> list[StoredJobEvent]:
         """The job's events with ``seq`` above ``seq``, oldest first."""
-        async with self._sessions() as session:
-            rows = await session.execute(
-                sa.select(JobEventRow.seq, JobEventRow.kind, JobEventRow.data, JobEventRow.at)
-                .where(JobEventRow.job_id == job_id, JobEventRow.seq > seq)
-                .order_by(JobEventRow.seq)
-                .limit(limit)
-            )
-            return [
-                StoredJobEvent(job_id=job_id, seq=r.seq, kind=r.kind, data=r.data, at=r.at)
-                for r in rows
-            ]
+        async with driver_connection(self._engine) as connection:
+            records = await connection.fetch(_EVENTS_AFTER, job_id, seq, limit)
+        return [
+            StoredJobEvent(job_id=job_id, seq=r["seq"], kind=r["kind"], data=r["data"], at=r["at"])
+            for r in records
+        ]

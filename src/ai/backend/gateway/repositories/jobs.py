@@ -1,4 +1,8 @@
-"""The ``jobs`` table: create, read, list, and find the jobs a sweeper must act on."""
+"""The ``jobs`` table: create, read, list, and find the jobs a sweeper must act on.
+
+Creating, stamping and reading one job run on every call: they are fixed statements sent
+through asyncpg (:mod:`ai.backend.common.db.driver`), one round trip each, many rows in one
+statement (``unnest`` of arrays)."""
 
 from __future__ import annotations
 
@@ -6,20 +10,42 @@ import base64
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ai.backend.common.db.driver import driver_connection, engine_of
 from ai.backend.common.dto.gateway_api import JobInfo
 from ai.backend.common.dto.job_event import JobStatus
+from ai.backend.common.json import dumps
 
 from ..errors import InvalidArgument
 from ..models import JobRow
 
 OPEN_STATUSES = (JobStatus.PENDING, JobStatus.RUNNING)
-_JOBS = cast(sa.Table, JobRow.__table__)
-_INSERT_JOBS = sa.insert(_JOBS).returning(_JOBS.c.id, _JOBS.c.created_at)
+_JOB_COLUMNS = (
+    "id, status, tool, route, arguments, result, error, progress, created_at, updated_at,"
+    " deadline_at, owner, published_at"
+)
+# one statement, atomic on its own: every row or none
+_INSERT_JOBS = """
+INSERT INTO jobs (id, tool, route, arguments, status, deadline_at, owner)
+SELECT j.id, j.tool, j.route, j.arguments, 'pending', j.deadline_at, j.owner
+FROM unnest($1::varchar[], $2::varchar[], $3::jsonb[], $4::jsonb[], $5::timestamptz[],
+            $6::varchar[]) AS j(id, tool, route, arguments, deadline_at, owner)
+RETURNING id, created_at
+"""
+# rows the event applier holds are skipped, not waited for: it stamps them itself (a job with
+# an event was published); locked in id order, as the applier locks them
+_MARK_PUBLISHED = """
+UPDATE jobs SET published_at = now()
+WHERE id IN (
+    SELECT id FROM jobs WHERE id = ANY($1::varchar[]) AND published_at IS NULL
+    ORDER BY id FOR UPDATE SKIP LOCKED
+)
+"""
+_GET_JOB = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1"
 
 
 @dataclass(frozen=True)
@@ -55,6 +81,27 @@ def job_info(row: Any) -> JobInfo:
     )
 
 
+def _job_info_of_record(record: Any) -> JobInfo:
+    """``job_info`` of an asyncpg record of ``_JOB_COLUMNS``."""
+    return JobInfo(
+        id=record["id"],
+        status=record["status"],
+        tool=record["tool"],
+        route=record["route"],
+        arguments=record["arguments"],
+        result=record["result"],
+        error=record["error"],
+        progress=record["progress"],
+        created_at=record["created_at"],
+        updated_at=record["updated_at"],
+        deadline_at=record["deadline_at"],
+    )
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else dumps(value).decode()
+
+
 def encode_cursor(created_at: datetime, job_id: str) -> str:
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{job_id}".encode()).decode()
 
@@ -71,55 +118,35 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 class JobRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._engine = engine_of(sessions)
 
     async def insert(self, jobs: Sequence[NewJob]) -> dict[str, datetime]:
         """Write the jobs as ``pending`` (one statement); returns their ``created_at``."""
-        rows = [
-            {
-                "id": job.id,
-                "tool": job.tool,
-                "route": job.route,
-                "arguments": job.arguments,
-                "status": JobStatus.PENDING,
-                "deadline_at": job.deadline_at,
-                "owner": job.owner,
-            }
-            for job in jobs
-        ]
-        async with self._sessions.begin() as session:
-            # one compiled statement, executed for many rows (SQLAlchemy batches them into
-            # multi-row INSERTs): a statement built with .values(rows) is compiled anew each time
-            connection = await session.connection()
-            result = await connection.execute(_INSERT_JOBS, rows)
-            return {row.id: row.created_at for row in result}
+        async with driver_connection(self._engine) as connection:
+            records = await connection.fetch(
+                _INSERT_JOBS,
+                [job.id for job in jobs],
+                [job.tool for job in jobs],
+                [_json(job.route) for job in jobs],
+                [_json(job.arguments) for job in jobs],
+                [job.deadline_at for job in jobs],
+                [job.owner for job in jobs],
+            )
+        return {record["id"]: record["created_at"] for record in records}
 
     async def mark_published(self, job_ids: Sequence[str]) -> None:
         if not job_ids:
             return
-        async with self._sessions.begin() as session:
-            # rows the event applier holds are skipped, not waited for: it stamps them itself
-            # (a job with an event was published); locked in id order, as the applier locks them
-            locked = list(
-                await session.scalars(
-                    sa.select(JobRow.id)
-                    .where(JobRow.id.in_(job_ids), JobRow.published_at.is_(None))
-                    .order_by(JobRow.id)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            if locked:
-                await session.execute(
-                    sa.update(JobRow)
-                    .where(JobRow.id.in_(locked))
-                    .values(published_at=sa.func.now())
-                )
+        async with driver_connection(self._engine) as connection:
+            await connection.execute(_MARK_PUBLISHED, list(job_ids))
 
     async def get(self, job_id: str) -> StoredJob | None:
-        async with self._sessions() as session:
-            row = await session.scalar(sa.select(JobRow).where(JobRow.id == job_id))
-            if row is None:
-                return None
-            return StoredJob(job_info(row), row.owner, row.published_at is not None)
+        async with driver_connection(self._engine) as connection:
+            record = await connection.fetchrow(_GET_JOB, job_id)
+        if record is None:
+            return None
+        info = _job_info_of_record(record)
+        return StoredJob(info, record["owner"], record["published_at"] is not None)
 
     async def page(
         self,

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 
+import asyncpg
 import sqlalchemy.exc
 from pydantic import ValidationError
 
@@ -38,13 +39,23 @@ CONSUMER_IDLE = 3600.0  # a consumer that read nothing for this long and holds n
 
 def is_refused(error: Exception) -> bool:
     """Whether PostgreSQL refused the batch for what it holds (bad data, a constraint, too many
-    parameters), as opposed to failing for a passing reason (connection, timeout)."""
+    parameters), as opposed to failing for a passing reason (connection, timeout); raised
+    through SQLAlchemy or by asyncpg itself (the hot paths, :mod:`ai.backend.common.db.driver`)."""
+    if isinstance(error, asyncpg.PostgresError):
+        return _refusing_state(error.sqlstate)
+    if isinstance(error, asyncpg.DataError):  # a value asyncpg could not encode
+        return True
     if not isinstance(error, sqlalchemy.exc.DBAPIError) or error.connection_invalidated:
         return False
     state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-    if isinstance(state, str) and state[:2] in ("22", "23", "42", "54"):
+    if _refusing_state(state):
         return True
     return isinstance(error, sqlalchemy.exc.InterfaceError) and "argument" in str(error)
+
+
+def _refusing_state(state: object) -> bool:
+    # data exception, integrity constraint, syntax or access rule, program limit
+    return isinstance(state, str) and state[:2] in ("22", "23", "42", "54")
 
 
 class EventIngestor:

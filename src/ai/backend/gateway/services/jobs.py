@@ -67,6 +67,37 @@ class JobPage:
     next_cursor: str | None
 
 
+class _PublishStamps:
+    """Stamps jobs as published off the answer's path: the caller is answered once the envelope
+    is out, and the stamps of what was published meanwhile go in one statement. A stamp that
+    fails (or a gateway that dies first) only means the sweeper publishes that job again after
+    ``publish_retry_after``; a job with an event is stamped by the event applier anyway."""
+
+    def __init__(self, jobs: JobRepository, metrics: GatewayMetrics) -> None:
+        self._jobs = jobs
+        self._metrics = metrics
+        self._waiting: list[str] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def add(self, job_ids: list[str]) -> None:
+        self._waiting += job_ids
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="publish-stamps")
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            job_ids, self._waiting = self._waiting, []
+            try:
+                await self._jobs.mark_published(job_ids)
+            except Exception:
+                self._metrics.count_error("mark-published")
+
+    async def close(self) -> None:
+        """Write what is waiting (at shutdown, once no job is created any more)."""
+        if self._flusher is not None:
+            await self._flusher
+
+
 @dataclass(frozen=True)
 class _Creation:
     job: NewJob
@@ -108,10 +139,15 @@ class JobService:
         self._creator: MicroBatcher[_Creation, datetime] = MicroBatcher(
             self._create_batch, isolate_when=is_refused
         )
+        self._stamps = _PublishStamps(jobs, metrics)
+
+    async def close(self) -> None:
+        await self._stamps.close()
 
     async def _create_batch(self, batch: list[_Creation]) -> list[datetime | Exception]:
-        """One transaction for the batch's jobs (a row PostgreSQL refuses fails them all, and
-        the batcher then creates each alone), one round trip for their envelopes."""
+        """One statement for the batch's jobs (a row PostgreSQL refuses fails them all, and
+        the batcher then creates each alone), one round trip for their envelopes; their
+        published stamps follow in the background."""
         created = await self._jobs.insert([item.job for item in batch])
         try:
             await self._data_plane.publish([(item.actor, item.envelope) for item in batch])
@@ -119,11 +155,7 @@ class JobService:
             # the jobs are stored: the sweeper publishes them again after publish_retry_after
             self._metrics.count_error("publish")
         else:
-            try:
-                await self._jobs.mark_published([item.job.id for item in batch])
-            except Exception:
-                # published again later (at least once: its first hop may run twice)
-                self._metrics.count_error("mark-published")
+            self._stamps.add([item.job.id for item in batch])
         self._metrics.jobs_created.inc(len(batch))
         return [created[item.job.id] for item in batch]
 
