@@ -24,6 +24,10 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _no_group(error: Exception) -> bool:
+    return isinstance(error, ResponseError) and "NOGROUP" in str(error)
+
+
 def _id_key(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
@@ -74,22 +78,38 @@ class EventsStreamClient:
         return entries
 
     async def read(
-        self, *, count: int, block: float | None, own_pending: bool = False
+        self,
+        *,
+        count: int,
+        block: float | None,
+        ack: Sequence[str] = (),
+        announce: bytes | None = None,
     ) -> list[EventEntry]:
-        """New entries for this gateway, waiting up to ``block`` seconds for the first; with
-        ``own_pending``, instead the entries this consumer was handed and has not acknowledged
-        (what it held when it last stopped)."""
-        try:
-            response: Any = await self._redis.xreadgroup(
+        """New entries for this gateway, waiting up to ``block`` seconds for the first. In the
+        same round trip, first: acknowledge ``ack`` (entries applied since the last read) and
+        publish ``announce`` on the stored-events channel."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if ack:
+                pipe.xack(self.stream, GROUP, *ack)
+            if announce is not None:
+                pipe.publish(self.stored_channel, announce)
+            pipe.xreadgroup(
                 GROUP,
                 self._consumer,
                 {self.stream: ">"},
                 count=count,
                 block=None if block is None else int(block * 1000),
             )
-        except ResponseError as e:
-            if "NOGROUP" not in str(e):
-                raise
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        for result in results[:-1]:
+            # an ack or announcement that failed: the entries are applied again by the next
+            # applier (harmless); listeners elsewhere catch up at their next database read
+            if isinstance(result, Exception) and not _no_group(result):
+                raise result
+        response = results[-1]
+        if isinstance(response, Exception):
+            if not _no_group(response):
+                raise response
             await self.ensure_group()
             return []
         entries: list[EventEntry] = []

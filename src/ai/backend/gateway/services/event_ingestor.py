@@ -97,13 +97,19 @@ class EventIngestor:
         await self._publish(report)
         return report
 
-    async def _publish(self, report: ApplyReport) -> None:
-        """Hand what was stored to this replica's listeners and tell the other replicas."""
+    def _deliver(self, report: ApplyReport) -> bytes | None:
+        """Hand what was stored to this replica's listeners; returns the announcement for the
+        other replicas (``None``: nothing was stored)."""
         self._hub.deliver(report.stored)
         self._metrics.events_applied(report)
-        if report.stored:
+        return self._hub.announcement(report.stored) if report.stored else None
+
+    async def _publish(self, report: ApplyReport) -> None:
+        """Hand what was stored to this replica's listeners and tell the other replicas."""
+        announcement = self._deliver(report)
+        if announcement is not None:
             try:
-                await self._stream.announce(self._hub.announcement(report.stored))
+                await self._stream.announce(announcement)
             except Exception as e:  # their listeners catch up at their next database read
                 log.warning("could not announce stored job events ({})", e)
 
@@ -138,40 +144,55 @@ class EventIngestor:
         first.merge(second)
         return first
 
-    async def _apply_until_done(self, entries: list[EventEntry]) -> bool:
-        """Apply and acknowledge ``entries``; ``False`` if this replica stopped being the
+    async def _apply_until_done(self, entries: list[EventEntry]) -> ApplyReport | None:
+        """Apply ``entries`` (not acknowledged yet); ``None`` if this replica stopped being the
         applier before it could (the entries stay pending for the next applier)."""
         incoming = self._parse(entries)
         backoff = Backoff(maximum=5.0)
         while True:
             if not self.is_applier:
-                return False
+                return None
             try:
-                report = await self._apply_refusing(incoming) if incoming else ApplyReport()
-                break
+                return await self._apply_refusing(incoming) if incoming else ApplyReport()
             except Exception as e:  # the database is away: keep the batch, try again
                 log.warning("could not store {} job events ({}); retrying", len(incoming), e)
                 self._metrics.count_error("apply-events")
                 await backoff.wait()
-        await self._publish(report)
-        await self._stream.ack([entry.entry_id for entry in entries])
-        return True
 
     async def _apply_as_leader(self) -> None:
         async for entries in self._stream.claim_all_pending(count=self._batch):
-            if not await self._apply_until_done(entries):
+            report = await self._apply_until_done(entries)
+            if report is None:
                 return
+            await self._publish(report)
+            await self._stream.ack([entry.entry_id for entry in entries])
+        # a batch's acknowledgement and announcement go with the read of the next batch, in one
+        # round trip (an applier that dies first leaves the batch pending: applied again by the
+        # next one, which finds its entries stored, and the other replicas' listeners catch up
+        # at their next database read)
+        ack: list[str] = []
+        announcement: bytes | None = None
         next_chores = time.monotonic() + self._trim_interval
         while self.is_applier:
-            entries = await self._stream.read(count=self._batch, block=READ_BLOCK)
-            if entries and not await self._apply_until_done(entries):
-                return
+            entries = await self._stream.read(
+                count=self._batch, block=READ_BLOCK, ack=ack, announce=announcement
+            )
+            ack, announcement = [], None
+            if entries:
+                report = await self._apply_until_done(entries)
+                if report is None:
+                    return
+                announcement = self._deliver(report)
+                ack = [entry.entry_id for entry in entries]
             if time.monotonic() >= next_chores:
                 next_chores = time.monotonic() + self._trim_interval
                 await self._stream.trim()
                 gone = await self._stream.remove_idle_consumers(min_idle=CONSUMER_IDLE)
                 if gone:
                     log.info("removed consumers of gone gateways: {}", ", ".join(gone))
+        await self._stream.ack(ack)
+        if announcement is not None:
+            await self._stream.announce(announcement)
 
     async def run(self) -> None:
         await self._stream.ensure_group()

@@ -59,6 +59,9 @@ class JobEventHub:
     def __init__(self, gateway_id: str) -> None:
         self._gateway_id = gateway_id
         self._listeners: dict[str, set[JobListener]] = {}
+        # how this replica's own announcements begin: they come back on the channel, and are
+        # recognised without parsing them
+        self._own_prefix = dumps({"g": gateway_id, "j": []})[: -len(b"[]}")]
 
     @contextlib.contextmanager
     def listen(self, job_id: str) -> Iterator[JobListener]:
@@ -98,6 +101,8 @@ class JobEventHub:
         return dumps({"g": self._gateway_id, "j": sorted({e.job_id for e in events})})
 
     def on_announcement(self, message: bytes) -> None:
+        if message.startswith(self._own_prefix):
+            return  # delivered directly
         try:
             body = loads(message)
             if body["g"] == self._gateway_id:
