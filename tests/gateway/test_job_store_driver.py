@@ -1,6 +1,7 @@
 """The job paths that run through asyncpg directly (real PostgreSQL): a batch PostgreSQL refuses
-is told apart from a passing failure, publish stamps skip the rows the event applier holds, and a
-connection a database restart broke is replaced after the one statement that met it."""
+is told apart from a passing failure, publish stamps skip the rows the event applier holds, a
+connection a database restart broke is replaced after the one statement that met it, and the
+gateway's sessions plan each statement once, through the indexes."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from ai.backend.common.db.driver import driver_connection
+from ai.backend.common.db.engine import create_engine_from_config
 from ai.backend.common.dto.job_event import JobEvent, JobEventKind, JobStatus
+from ai.backend.gateway.config import INDEX_PLANS, GatewayDatabaseConfig
 from ai.backend.gateway.repositories.job_events import IncomingEvent, JobEventRepository
 from ai.backend.gateway.repositories.jobs import JobRepository, NewJob
 from ai.backend.gateway.services.event_ingestor import is_refused
@@ -144,3 +148,17 @@ async def test_a_connection_the_database_dropped_fails_one_statement_then_is_rep
         assert stored is not None and stored.info.id == job.id
     finally:
         await engine.dispose()
+
+
+async def test_the_gateways_sessions_plan_through_indexes_once_per_statement(
+    database_url: str,
+) -> None:
+    config = GatewayDatabaseConfig(url=database_url)
+    assert config.server_settings == INDEX_PLANS
+    engine = create_engine_from_config(config)
+    try:
+        async with driver_connection(engine) as connection:
+            settings = [await connection.fetchval(f"SHOW {name}") for name in INDEX_PLANS]
+    finally:
+        await engine.dispose()
+    assert settings == list(INDEX_PLANS.values())

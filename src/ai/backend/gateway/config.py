@@ -93,12 +93,22 @@ class GatewayJobsConfig(ConfigSection):
     )
 
 
+# PostgreSQL settings for the gateway's sessions (see GatewayDatabaseConfig.server_settings)
+INDEX_PLANS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
+
+
 class GatewayDatabaseConfig(DatabaseConfig):
     pool_pre_ping: bool = Field(
         default=False,
         description="off by default here (a round trip more for each statement on the job"
         " paths): a connection a database restart broke fails the one statement that meets it"
         " (the event ingestor and the sweeper retry; a request gets a 500) and is replaced",
+    )
+    server_settings: dict[str, str] = Field(
+        default_factory=lambda: dict(INDEX_PLANS),
+        description="by default, plans made once per statement and connection, through the"
+        " indexes: every statement of the job paths is an index lookup, and a plan cached while"
+        " the tables were small (a new database) would otherwise scan them whole as they grow",
     )
 
 

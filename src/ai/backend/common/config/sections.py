@@ -54,6 +54,10 @@ class DatabaseConfig(ConfigSection):
         " connection broken by a database restart is then replaced before use, not after its"
         " first failure)",
     )
+    server_settings: dict[str, str] = Field(
+        default_factory=dict,
+        description="PostgreSQL settings for this service's sessions (e.g. plan_cache_mode)",
+    )
     echo: bool = False
 
 

@@ -16,6 +16,7 @@ def create_engine_from_config(config: DatabaseConfig) -> AsyncEngine:
         max_overflow=config.max_overflow,
         echo=config.echo,
         pool_pre_ping=config.pool_pre_ping,
+        connect_args={"server_settings": dict(config.server_settings)},
     )
 
 
