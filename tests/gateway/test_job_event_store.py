@@ -4,6 +4,7 @@ terminal states, coalesced partials, and two gateways applying one job's events 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ai.backend.common.dto.job_event import ErrorCode, JobError, JobEvent, JobEventKind, JobStatus
-from ai.backend.gateway.repositories.job_events import IncomingEvent, JobEventRepository
+from ai.backend.gateway.repositories.job_events import (
+    IncomingEvent,
+    JobEventRepository,
+    storable_json,
+)
 from ai.backend.gateway.repositories.jobs import JobRepository, NewJob
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -192,3 +197,21 @@ async def test_text_postgresql_cannot_store_is_scrubbed_not_refused(sessions: Se
     stored = await jobs.get(job_id)
     assert stored is not None
     assert (stored.info.status, stored.info.result) == (JobStatus.SUCCEEDED, "x?y")
+
+
+@pytest.mark.parametrize(
+    ("text", "storable"),
+    [("plain", True), ("é ü 日本", True), ("a\x00b", False), ("\ud800", False), ("\\u0000", False)],
+)
+def test_event_text_known_storable_from_its_json(text: str, storable: bool) -> None:
+    body = json.dumps({"job_id": "j", "kind": "partial", "data": text}).encode()
+    assert storable_json(body) is storable  # a literal "\u0000" is scrubbed anyway: harmless
+
+
+async def test_an_event_known_storable_is_stored_as_it_is(sessions: Sessions) -> None:
+    jobs, events = JobRepository(sessions), JobEventRepository(sessions, max_partials=10)
+    job_id = await _new_job(jobs)
+    event = _event(job_id, JobEventKind.PARTIAL, data={"text": "é ü 日本"})
+    report = await events.apply([IncomingEvent(event, "8-0", storable=True)])
+    assert [e.data.get("data") for e in report.stored] == [{"text": "é ü 日本"}]
+    assert [e.data.get("data") for e in await events.after(job_id, 0)] == [{"text": "é ü 日本"}]

@@ -46,6 +46,15 @@ def child_envelope_id(parent_id: str, index: int) -> str:
     return hashlib.blake2b(f"{parent_id}/{index}".encode(), digest_size=16).hexdigest()
 
 
+def check_user_route(actors: list[str]) -> None:
+    """``ValueError`` for a route a user may not write: one naming the crew, or too long."""
+    reserved = [name for name in actors if name in RESERVED_ACTOR_NAMES]
+    if reserved:
+        raise ValueError(f"route must not name the crew actors: {', '.join(reserved)}")
+    if len(actors) >= MAX_ROUTE_ACTORS:
+        raise ValueError(f"route: at most {MAX_ROUTE_ACTORS - 1} actors")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -68,11 +77,7 @@ class Route(StrictModel):
     @classmethod
     def for_user(cls, actors: list[str]) -> Route:
         """A route written by a user: the crew's names may not appear in it."""
-        reserved = [name for name in actors if name in RESERVED_ACTOR_NAMES]
-        if reserved:
-            raise ValueError(f"route must not name the crew actors: {', '.join(reserved)}")
-        if len(actors) >= MAX_ROUTE_ACTORS:
-            raise ValueError(f"route: at most {MAX_ROUTE_ACTORS - 1} actors")
+        check_user_route(actors)
         return cls(actors=actors, current=0)
 
     @property

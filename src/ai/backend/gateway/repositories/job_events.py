@@ -33,6 +33,8 @@ class IncomingEvent:
 
     event: JobEvent
     entry_id: str | None = None
+    # its text is known to be storable as it is (no NUL, no lone surrogate): not scrubbed
+    storable: bool = False
 
 
 @dataclass
@@ -127,12 +129,17 @@ def _progress(event: JobEvent, route_length: int) -> float | None:
     return min(done / total, 1.0)
 
 
-def _event_data(event: JobEvent) -> dict[str, Any]:
+def _event_data(event: JobEvent, *, storable: bool) -> dict[str, Any]:
     """The event as stored: text PostgreSQL cannot hold (NUL, lone surrogates: a handler's
     output) is scrubbed, so one odd string cannot stop the events of every job."""
-    dumped = event.model_dump(mode="json", exclude_none=True)
-    data: dict[str, Any] = clean_strings(dumped, scrub=True)
-    return data
+    dumped: dict[str, Any] = event.model_dump(mode="json", exclude_none=True)
+    return dumped if storable else clean_strings(dumped, scrub=True)
+
+
+def storable_json(body: bytes) -> bool:
+    """Whether JSON text ``body`` cannot hold a string PostgreSQL refuses: in valid JSON a NUL
+    or a lone surrogate can only be written as a ``\\u0000`` or ``\\udXXX`` escape."""
+    return b"\\u0000" not in body and b"\\ud" not in body and b"\\uD" not in body
 
 
 def terminal_fields(kind: JobEventKind, data: dict[str, Any]) -> dict[str, Any]:
@@ -212,7 +219,7 @@ class JobEventRepository:
                 seen.add(item.entry_id)
             state.last_seq += 1
             state.changes["last_seq"] = state.last_seq
-            data = _event_data(event)
+            data = _event_data(event, storable=item.storable)
             self._change_state(state, event, data)
             at = event.at.astimezone(UTC) if event.at else datetime.now(UTC)
             rows.append(

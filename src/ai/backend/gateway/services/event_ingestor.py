@@ -28,7 +28,7 @@ from ai.backend.common.log import BraceStyleAdapter
 
 from ..clients.events_stream import EventEntry, EventsStreamClient
 from ..metrics import GatewayMetrics
-from ..repositories.job_events import ApplyReport, IncomingEvent, JobEventRepository
+from ..repositories.job_events import ApplyReport, IncomingEvent, JobEventRepository, storable_json
 from .job_event_hub import JobEventHub
 
 log = BraceStyleAdapter(logging.getLogger(__spec__.name))
@@ -122,7 +122,7 @@ class EventIngestor:
                 log.warning("skipped malformed job event {}", entry.entry_id)
                 self._metrics.event_ignored("malformed")
                 continue
-            incoming.append(IncomingEvent(event, entry.entry_id))
+            incoming.append(IncomingEvent(event, entry.entry_id, storable_json(entry.body)))
         return incoming
 
     async def _apply_refusing(self, incoming: list[IncomingEvent]) -> ApplyReport:

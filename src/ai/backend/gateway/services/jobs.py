@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ai.backend.common.aio import MicroBatcher
-from ai.backend.common.dto.envelope import Envelope, Route, new_envelope_id
+from ai.backend.common.dto.envelope import check_user_route, new_envelope_id
+from ai.backend.common.dto.envelope_wire import WireEnvelope, WireRoute
 from ai.backend.common.dto.gateway_api import JobCreateRequest, JobInfo, StoredJobEvent
 from ai.backend.common.dto.job_event import JobEvent, JobEventKind, JobStatus
 
@@ -106,11 +107,13 @@ class _Creation:
 
 
 def first_envelope(job_id: str, route: list[str], arguments: Any, deadline_at: datetime) -> bytes:
-    """The envelope that starts job ``job_id`` (its id is the job's id)."""
-    envelope = Envelope(
+    """The envelope that starts job ``job_id`` (its id is the job's id); ``ValueError`` for a
+    route a user may not write. The actors' names were checked with the request (or the tool)."""
+    check_user_route(route)
+    envelope = WireEnvelope(
         id=job_id,
         job_id=job_id,
-        route=Route.for_user(route),
+        route=WireRoute(route, 0),
         payload=arguments,
         deadline_at=deadline_at,
     )
