@@ -102,7 +102,8 @@ class GatewayDatabaseConfig(DatabaseConfig):
         default=False,
         description="off by default here (a round trip more for each statement on the job"
         " paths): a connection a database restart broke fails the one statement that meets it"
-        " (the event ingestor and the sweeper retry; a request gets a 500) and is replaced",
+        " (the event ingestor and the sweeper retry; the requests of a batch of job creations"
+        " get a 500) and is replaced",
     )
     server_settings: dict[str, str] = Field(
         default_factory=lambda: dict(INDEX_PLANS),

@@ -6,6 +6,7 @@ channel so that every replica can feed its own live listeners."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,8 +14,11 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from ai.backend.common.log import BraceStyleAdapter
 from ai.backend.common.transport.redis_keys import RedisKeys
 from ai.backend.common.transport.redis_streams import EVENT_FIELD
+
+log = BraceStyleAdapter(logging.getLogger(__spec__.name))
 
 GROUP = "gateways"
 _START = "0-0"
@@ -105,7 +109,7 @@ class EventsStreamClient:
             # an ack or announcement that failed: the entries are applied again by the next
             # applier (harmless); listeners elsewhere catch up at their next database read
             if isinstance(result, Exception) and not _no_group(result):
-                raise result
+                log.warning("acknowledging or announcing stored job events failed ({})", result)
         response = results[-1]
         if isinstance(response, Exception):
             if not _no_group(response):

@@ -6,7 +6,7 @@ states are immutable: the first terminal event wins; a later one is not applied,
 An events-stream entry applied before (its ``entry_id`` is stored) is skipped, so an entry
 delivered twice (a gateway died before acknowledging it) is applied once.
 
-A batch is applied in one transaction of two statements (lock the jobs and find the entries seen
+A batch is applied in one transaction of three statements (lock the jobs; find the entries applied
 before; write the events and the jobs' new state), sent through asyncpg
 (:mod:`ai.backend.common.db.driver`): this runs for every event of every job."""
 
@@ -75,14 +75,15 @@ class _JobState:
         )
 
 
-# the jobs of a batch, locked in id order (as every writer of job rows locks them), with which
-# of the batch's stream entries were applied before
+# the jobs of a batch, locked in id order (as every writer of job rows locks them)
 _LOCK_JOBS = """
-SELECT id, status, last_seq, partials, progress, jsonb_array_length(route) AS route_length,
-       ARRAY(SELECT entry_id FROM job_events WHERE entry_id = ANY($2::varchar[])) AS seen
+SELECT id, status, last_seq, partials, progress, jsonb_array_length(route) AS route_length
 FROM jobs WHERE id = ANY($1::varchar[])
 ORDER BY id FOR UPDATE
 """
+# which of the batch's stream entries were applied before: asked once the locks are held, so
+# that it sees what an applier that held them committed (a statement's snapshot is its start)
+_SEEN_ENTRIES = "SELECT entry_id FROM job_events WHERE entry_id = ANY($1::varchar[])"
 # the new events and what they change in their jobs, in one statement
 _WRITE_EVENTS = """
 WITH new_events AS (
@@ -168,7 +169,7 @@ class JobEventRepository:
             return report
         entry_ids = [item.entry_id for item in incoming if item.entry_id is not None]
         async with driver_connection(self._engine) as connection, connection.transaction():
-            locked = await connection.fetch(_LOCK_JOBS, job_ids, entry_ids)
+            locked = await connection.fetch(_LOCK_JOBS, job_ids)
             jobs = {
                 record["id"]: _JobState(
                     JobStatus(record["status"]),
@@ -179,7 +180,9 @@ class JobEventRepository:
                 )
                 for record in locked
             }
-            seen: set[str] = set(locked[0]["seen"]) if locked else set()
+            seen: set[str] = set()
+            if locked and entry_ids:
+                seen = {r["entry_id"] for r in await connection.fetch(_SEEN_ENTRIES, entry_ids)}
             rows = self._fold(incoming, jobs, seen, report)
             if rows:
                 changed = [state.row(job_id) for job_id, state in jobs.items() if state.changes]

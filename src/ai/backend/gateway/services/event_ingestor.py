@@ -41,10 +41,8 @@ def is_refused(error: Exception) -> bool:
     """Whether PostgreSQL refused the batch for what it holds (bad data, a constraint, too many
     parameters), as opposed to failing for a passing reason (connection, timeout); raised
     through SQLAlchemy or by asyncpg itself (the hot paths, :mod:`ai.backend.common.db.driver`)."""
-    if isinstance(error, asyncpg.PostgresError):
+    if isinstance(error, asyncpg.PostgresError):  # (a value asyncpg could not encode too)
         return _refusing_state(error.sqlstate)
-    if isinstance(error, asyncpg.DataError):  # a value asyncpg could not encode
-        return True
     if not isinstance(error, sqlalchemy.exc.DBAPIError) or error.connection_invalidated:
         return False
     state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
@@ -186,13 +184,23 @@ class EventIngestor:
                 ack = [entry.entry_id for entry in entries]
             if time.monotonic() >= next_chores:
                 next_chores = time.monotonic() + self._trim_interval
-                await self._stream.trim()
-                gone = await self._stream.remove_idle_consumers(min_idle=CONSUMER_IDLE)
-                if gone:
-                    log.info("removed consumers of gone gateways: {}", ", ".join(gone))
+                await self._chores()
         await self._stream.ack(ack)
         if announcement is not None:
             await self._stream.announce(announcement)
+
+    async def _chores(self) -> None:
+        """Trim the stream and forget gone gateways (a failure waits for the next time: the
+        batch whose acknowledgement is on its way is not held up)."""
+        try:
+            await self._stream.trim()
+            gone = await self._stream.remove_idle_consumers(min_idle=CONSUMER_IDLE)
+        except Exception as e:
+            log.warning("trimming the events stream failed ({})", e)
+            self._metrics.count_error("trim-events")
+            return
+        if gone:
+            log.info("removed consumers of gone gateways: {}", ", ".join(gone))
 
     async def run(self) -> None:
         await self._stream.ensure_group()

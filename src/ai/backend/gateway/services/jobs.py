@@ -11,6 +11,7 @@ job is recognised downstream as a duplicate."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from ai.backend.common.dto.envelope import check_user_route, new_envelope_id
 from ai.backend.common.dto.envelope_wire import WireEnvelope, WireRoute
 from ai.backend.common.dto.gateway_api import JobCreateRequest, JobInfo, StoredJobEvent
 from ai.backend.common.dto.job_event import JobEvent, JobEventKind, JobStatus
+from ai.backend.common.log import BraceStyleAdapter
 
 from ..clients.data_plane import DataPlaneClient
 from ..errors import Conflict, InvalidArgument, JobNotFound
@@ -31,6 +33,8 @@ from .event_ingestor import EventIngestor, is_refused
 from .job_event_hub import JobEventHub
 from .tools import ToolService
 
+log = BraceStyleAdapter(logging.getLogger(__spec__.name))
+
 DEFAULT_ROUTE_TIMEOUT = timedelta(seconds=300)
 HISTORY_PAGE = 1000
 # without a heartbeat, a follower re-reads the database this often (in case an announcement of
@@ -39,6 +43,7 @@ FALLBACK_POLL = 5.0
 # sidecars skip a cancelled job's envelopes until its deadline and this long after it: past its
 # deadline a job's envelopes are dropped anyway (sidecars check the envelope's deadline)
 CANCEL_MARGIN = 60.0
+STAMPS_CLOSE_TIMEOUT = 5.0
 
 
 def skip_for(deadline_at: datetime | None) -> float | None:
@@ -94,9 +99,15 @@ class _PublishStamps:
                 self._metrics.count_error("mark-published")
 
     async def close(self) -> None:
-        """Write what is waiting (at shutdown, once no job is created any more)."""
-        if self._flusher is not None:
-            await self._flusher
+        """Write what is waiting (at shutdown, once no job is created any more), for at most
+        ``STAMPS_CLOSE_TIMEOUT`` seconds (the sweeper publishes the rest again)."""
+        if self._flusher is None:
+            return
+        try:
+            async with asyncio.timeout(STAMPS_CLOSE_TIMEOUT):
+                await self._flusher
+        except TimeoutError:
+            log.warning("publish stamps still waiting at shutdown; their jobs are published again")
 
 
 @dataclass(frozen=True)
