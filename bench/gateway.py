@@ -1,6 +1,7 @@
 """Benchmark: the gateway's three ingresses on a 1-replica no-op actor (DESIGN.md §10).
 
     ./py bench/gateway.py [--repeat 3] [--only rest_jobs,kserve,mcp] [--jobs 10000]
+                          [--execution runtime|inprocess]
 
 One platform of real processes (bench/gateway_stack.py: manager, agent, crew, the actors
 ``noop`` = ``examples.pipeline:noop`` with 1 replica and ``kserve-echo`` =
@@ -265,7 +266,7 @@ async def run_part(name: str, work: Any) -> dict[str, Any]:
 async def benchmark(args: argparse.Namespace, report: dict[str, Any]) -> None:
     parts = [part for part in PARTS if part in args.only]
     server: ModelServerProcess | None = None
-    async with Stack(actor_concurrency=args.actor_concurrency) as stack:
+    async with Stack(actor_concurrency=args.actor_concurrency, execution=args.execution) as stack:
         report["workload"]["gateway_keypair_role"] = stack.gateway_keypair_role
         runs: dict[str, list[dict[str, Any]]] = {part: [] for part in parts}
         try:
@@ -326,6 +327,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=10000, help="REST jobs per run")
     parser.add_argument("--client-concurrency", type=int, default=64, help="REST job POSTers")
     parser.add_argument("--actor-concurrency", type=int, default=64, help="the noop actor's")
+    parser.add_argument(
+        "--execution",
+        choices=("runtime", "inprocess"),
+        default="runtime",
+        help="how both actors run their handlers: a runtime process beside the sidecar, or"
+        " inside the sidecar (the ModelServer's own way)",
+    )
     parser.add_argument("--kserve-seconds", type=float, default=10.0)
     parser.add_argument("--kserve-concurrency", type=int, default=32)
     parser.add_argument(
@@ -354,6 +362,7 @@ async def main() -> None:
             "client_concurrency": args.client_concurrency,
             "actor": {"name": NOOP, "handler": "examples.pipeline:noop", "replicas": 1},
             "actor_concurrency": args.actor_concurrency,
+            "execution": args.execution,
             "kserve_seconds": args.kserve_seconds,
             "kserve_concurrency": args.kserve_concurrency,
             "kserve_slices": args.kserve_slices,

@@ -61,12 +61,13 @@ def log(message: str) -> None:
 
 
 class Stack:
-    def __init__(self, *, actor_concurrency: int) -> None:
+    def __init__(self, *, actor_concurrency: int, execution: str = "runtime") -> None:
         suffix = uuid.uuid4().hex[:12]
         self.database = f"bench_gateway_{suffix}"
         self.database_url = postgres_url(self.database)
         self.prefix = f"bench:{suffix}:"
         self.actor_concurrency = actor_concurrency
+        self.execution = execution  # of both actors: "runtime" or "inprocess"
         self.workdir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
         self.state_dir = self.workdir / "agent-state"
         env = {"BACKEND_LOGGING__LEVEL": LOG_LEVEL}
@@ -149,13 +150,15 @@ class Stack:
             "concurrency": self.actor_concurrency,
             "timeout": "30s",
             "scaling": {"min_replicas": 1, "max_replicas": 1},
+            "execution": self.execution,
         }
 
-    @staticmethod
-    def _echo_spec() -> dict[str, Any]:
-        """The example's spec as ``actor apply -f`` sends it (``pythonpath`` made absolute)."""
+    def _echo_spec(self) -> dict[str, Any]:
+        """The example's spec as ``actor apply -f`` sends it (``pythonpath`` made absolute),
+        in the bench's execution mode."""
         spec: dict[str, Any] = yaml.safe_load(ECHO_SPEC.read_text())
         spec["pythonpath"] = [str((ECHO_SPEC.parent / p).resolve()) for p in spec["pythonpath"]]
+        spec["execution"] = self.execution
         return spec
 
     async def _start_gateway(self, manager: str, keys: Keypair) -> None:

@@ -177,11 +177,14 @@ class InferenceService:
             deadline_at=datetime.now(UTC) + timedelta(seconds=wait),
             model=WireModelRef(model.name, model.version),
         )
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._waiting[envelope.id] = future
+        # one timer on the reply's future (cheaper than a wait_for per request)
+        expiry = loop.call_later(wait, _expire, future)
         try:
             await self._batcher.submit((model.actor, envelope.to_json_bytes()))
-            reply = await asyncio.wait_for(future, wait)
+            reply = await future
         except TimeoutError:
             raise UpstreamTimeout(
                 f"model {model.name} version {model.version} did not answer within {wait:g} s"
@@ -189,7 +192,10 @@ class InferenceService:
         except UNAVAILABLE_ERRORS as e:
             raise Unavailable(f"the data plane is unavailable: {e}") from None
         finally:
+            expiry.cancel()
             self._waiting.pop(envelope.id, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: a timeout that came while publishing failed
         if reply.get("kind") == "succeeded":
             return InferenceResult(model, envelope.id, reply.get("result"))
         raise _failure(model, reply.get("error") or {})
@@ -227,6 +233,11 @@ class InferenceService:
             return
         if future is not None and not future.done():  # else a duplicate, or too late
             future.set_result(reply)
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def _failure(model: ModelVersion, error: dict[str, Any]) -> BackendError:
