@@ -123,6 +123,7 @@ async def test_events_are_applied_and_read_back_through_the_driver(sessions: Ses
         None,
         1.0,
     )
+    assert stored.info.last_seq == 2  # the events stream has replayed all once it sent id 2
     assert stored.published is True  # a job with an event was published
 
 

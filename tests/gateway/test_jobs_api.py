@@ -86,6 +86,7 @@ async def test_a_tool_call_from_handle_to_result_and_history(gateway: RunningGat
         {"value": 42},
         {"value": 21},
     )
+    assert job["last_seq"] == 2  # running, succeeded: what a waited-for call answers
 
     async def ended() -> dict[str, Any] | None:
         status, body = await gateway.get(f"/v1/jobs/{job_id}")
@@ -103,6 +104,7 @@ async def test_a_tool_call_from_handle_to_result_and_history(gateway: RunningGat
     after, again = await asyncio.gather(gateway.sse(job_id), gateway.sse(job_id))  # two clients
     _check_history(after, {"value": 25})
     assert during == after == again
+    assert job["last_seq"] == after[-1].id  # the job says how far its history goes
     resumed = await gateway.sse(job_id, last_event_id=1)
     assert resumed == after[1:]
     assert await gateway.sse(job_id, last_event_id=after[-1].id) == []

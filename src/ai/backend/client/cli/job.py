@@ -235,10 +235,9 @@ def cancel_job(job_id: str, as_json: bool) -> None:
 
 
 def _history_end(info: JobInfo) -> int | None:
-    """The number of the job's last stored event, when the gateway says (``last_seq`` of the
-    job: ``None`` from a gateway that does not send it yet)."""
-    last_seq = getattr(info, "last_seq", None)
-    return last_seq if isinstance(last_seq, int) else None
+    """The number of the job's last stored event (``last_seq``; ``None`` when it has none
+    yet)."""
+    return info.last_seq or None
 
 
 async def _so_far(

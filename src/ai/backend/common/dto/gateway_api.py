@@ -61,6 +61,11 @@ class JobInfo(ResponseModel):
     created_at: datetime
     updated_at: datetime
     deadline_at: datetime | None = None
+    last_seq: int = Field(
+        default=0,
+        description="the number of the job's newest stored event (0: none yet): its events"
+        " stream has replayed the whole history once it sent this id",
+    )
 
 
 class JobHandle(ResponseModel):

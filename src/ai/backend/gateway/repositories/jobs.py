@@ -25,7 +25,7 @@ from ..models import JobRow
 
 _JOB_COLUMNS = (
     "id, status, tool, route, arguments, result, error, progress, created_at, updated_at,"
-    " deadline_at, owner, published_at"
+    " deadline_at, last_seq, owner, published_at"
 )
 # one statement, atomic on its own: every row or none
 _INSERT_JOBS = """
@@ -80,6 +80,7 @@ def job_info(row: Any) -> JobInfo:
         created_at=row.created_at,
         updated_at=row.updated_at,
         deadline_at=row.deadline_at,
+        last_seq=row.last_seq,
     )
 
 
@@ -97,6 +98,7 @@ def _job_info_of_record(record: Any) -> JobInfo:
         created_at=record["created_at"],
         updated_at=record["updated_at"],
         deadline_at=record["deadline_at"],
+        last_seq=record["last_seq"],
     )
 
 

@@ -43,7 +43,9 @@ class JobListener:
         """Whether news came within ``timeout`` seconds (``None``: wait for it)."""
         if not self._signal.is_set():
             try:
-                await asyncio.wait_for(self._signal.wait(), timeout)
+                # (asyncio.timeout, not wait_for: a cancel that lands as the wait ends is kept)
+                async with asyncio.timeout(timeout):
+                    await self._signal.wait()
             except TimeoutError:
                 return False
         return True

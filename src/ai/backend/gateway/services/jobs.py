@@ -279,6 +279,7 @@ class JobService:
                         update={
                             "status": JobStatus(ended.kind.value),
                             "updated_at": ended.at,
+                            "last_seq": ended.seq,
                             **terminal_fields(ended.kind, ended.data),
                         }
                     )
