@@ -90,10 +90,12 @@ def processes(tmp_path: Path) -> Iterator[ProcessGroup]:
 
 @pytest.fixture
 async def manager(
-    processes: ProcessGroup, database_url: str, key_prefix: str, redis_client: Redis
+    redis_client: Redis, database_url: str, processes: ProcessGroup, key_prefix: str
 ) -> AsyncIterator[RunningManager]:
     """A manager process on a free port (control loop every 0.2 s) and an admin keypair;
-    the test's Redis keys are deleted afterwards (``redis_client``)."""
+    the test's Redis keys are deleted afterwards (``redis_client``). The Redis client and the
+    database come first, so they are torn down after the processes (a service still running
+    could otherwise write keys again after their deletion)."""
     port = free_port()
     env = manager_env(db_url=database_url, redis_url=redis_url(), prefix=key_prefix, port=port)
     child = await start_manager(processes, "manager", env)
