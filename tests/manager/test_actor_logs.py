@@ -51,7 +51,7 @@ def shout(payload):
 
 @pytest.fixture
 async def manager(
-    processes: ProcessGroup, database_url: str, key_prefix: str, redis_client: Redis
+    redis_client: Redis, database_url: str, processes: ProcessGroup, key_prefix: str
 ) -> AsyncIterator[RunningManager]:
     """The conftest's manager, allowing an access key ``FOLLOW_LIMIT`` followed streams at once
     (the other tests follow one at a time)."""

@@ -64,9 +64,10 @@ def execution(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def plane(
-    processes: ProcessGroup, redis_client: Redis, key_prefix: str, tmp_path: Path, execution: str
+    redis_client: Redis, processes: ProcessGroup, key_prefix: str, tmp_path: Path, execution: str
 ) -> DataPlane:
-    """A data plane with its crew (happy-end, error-end) running."""
+    """A data plane with its crew (happy-end, error-end) running (Redis set up before the
+    processes, so its keys are deleted after they stop)."""
     data_plane = DataPlane(
         processes, redis_client, RedisKeys(key_prefix), tmp_path, execution=execution
     )

@@ -88,8 +88,9 @@ class EventsStreamClient:
         block: float | None,
         ack: Sequence[str] = (),
         announce: bytes | None = None,
-    ) -> list[EventEntry]:
-        """New entries for this gateway, waiting up to ``block`` seconds for the first. In the
+    ) -> tuple[list[EventEntry], list[str]]:
+        """New entries for this gateway, waiting up to ``block`` seconds for the first, and the
+        ids of ``ack`` whose acknowledgement failed (to send again with the next read). In the
         same round trip, first: acknowledge ``ack`` (entries applied since the last read) and
         publish ``announce`` on the stored-events channel."""
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -105,21 +106,24 @@ class EventsStreamClient:
                 block=None if block is None else int(block * 1000),
             )
             results: list[Any] = await pipe.execute(raise_on_error=False)
-        for result in results[:-1]:
-            # an ack or announcement that failed: the entries are applied again by the next
-            # applier (harmless); listeners elsewhere catch up at their next database read
+        unacked: list[str] = []
+        for i, result in enumerate(results[:-1]):
+            # an announcement that failed: listeners elsewhere catch up at their next database
+            # read; an acknowledgement: sent again with the next read
             if isinstance(result, Exception) and not _no_group(result):
                 log.warning("acknowledging or announcing stored job events failed ({})", result)
+                if ack and i == 0:
+                    unacked = list(ack)
         response = results[-1]
         if isinstance(response, Exception):
             if not _no_group(response):
                 raise response
             await self.ensure_group()
-            return []
+            return [], unacked
         entries: list[EventEntry] = []
         for _stream, raw in response or ():
             entries += self._entries(raw)
-        return entries
+        return entries, unacked
 
     async def claim_all_pending(self, *, count: int) -> AsyncIterator[list[EventEntry]]:
         """Every entry any consumer of the group holds unacknowledged, oldest first, taken over

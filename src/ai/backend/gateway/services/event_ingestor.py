@@ -172,16 +172,17 @@ class EventIngestor:
         announcement: bytes | None = None
         next_chores = time.monotonic() + self._trim_interval
         while self.is_applier:
-            entries = await self._stream.read(
+            entries, ack = await self._stream.read(
                 count=self._batch, block=READ_BLOCK, ack=ack, announce=announcement
             )
-            ack, announcement = [], None
+            announcement = None
             if entries:
                 report = await self._apply_until_done(entries)
                 if report is None:
+                    await self._stream.ack(ack)
                     return
                 announcement = self._deliver(report)
-                ack = [entry.entry_id for entry in entries]
+                ack += [entry.entry_id for entry in entries]
             if time.monotonic() >= next_chores:
                 next_chores = time.monotonic() + self._trim_interval
                 await self._chores()
