@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ai.backend.testutils.control_plane import Cluster
 from ai.backend.testutils.gateway import (
@@ -57,3 +58,9 @@ async def lone_gateway(
     )
     async with aiohttp.ClientSession() as session:
         yield await start_gateway(processes, "gateway", env, session)
+
+
+@pytest.fixture
+async def sessions(db_engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on the test's own database (the repositories' tests)."""
+    yield async_sessionmaker(db_engine, expire_on_commit=False)

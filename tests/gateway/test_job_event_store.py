@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,11 +21,6 @@ from ai.backend.gateway.repositories.job_events import (
 from ai.backend.gateway.repositories.jobs import JobRepository, NewJob
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-async def sessions(db_engine: AsyncEngine) -> AsyncIterator[Sessions]:
-    yield async_sessionmaker(db_engine, expire_on_commit=False)
 
 
 async def _new_job(jobs: JobRepository, route: list[str] | None = None) -> str:

@@ -6,7 +6,6 @@ gateway's sessions plan each statement once, through the indexes."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -28,11 +27,6 @@ from ai.backend.gateway.repositories.jobs import JobRepository, NewJob
 from ai.backend.gateway.services.event_ingestor import is_refused
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-async def sessions(db_engine: AsyncEngine) -> AsyncIterator[Sessions]:
-    yield async_sessionmaker(db_engine, expire_on_commit=False)
 
 
 def _job(job_id: str | None = None, arguments: dict[str, object] | None = None) -> NewJob:

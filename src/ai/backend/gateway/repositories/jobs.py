@@ -10,6 +10,7 @@ import base64
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -86,20 +87,7 @@ def job_info(row: Any) -> JobInfo:
 
 def _job_info_of_record(record: Any) -> JobInfo:
     """``job_info`` of an asyncpg record of ``_JOB_COLUMNS``."""
-    return JobInfo(
-        id=record["id"],
-        status=record["status"],
-        tool=record["tool"],
-        route=record["route"],
-        arguments=record["arguments"],
-        result=record["result"],
-        error=record["error"],
-        progress=record["progress"],
-        created_at=record["created_at"],
-        updated_at=record["updated_at"],
-        deadline_at=record["deadline_at"],
-        last_seq=record["last_seq"],
-    )
+    return job_info(SimpleNamespace(**dict(record.items())))
 
 
 def _json(value: Any) -> str | None:
