@@ -145,6 +145,17 @@ async def test_no_answer_in_time_is_an_upstream_timeout(service: InferenceServic
         await service.infer("echo", None, REQUEST, timeout=0.05)
 
 
+async def test_a_publish_that_times_out_is_unavailable_not_a_model_timeout(
+    service: InferenceService, redis: FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def timed_out(envelopes: list[tuple[str, bytes]]) -> None:
+        raise TimeoutError("timed out")  # as a socket to Redis says it
+
+    monkeypatch.setattr(redis, "publish", timed_out)
+    with pytest.raises(Unavailable, match="^the data plane is unavailable: timed out$"):
+        await service.infer("echo", None, REQUEST, timeout=5)
+
+
 async def test_an_unknown_model_is_looked_up_again_before_it_is_not_found(
     service: InferenceService, manager: FakeManager
 ) -> None:

@@ -185,7 +185,7 @@ class InferenceService:
         try:
             await self._batcher.submit((model.actor, envelope.to_json_bytes()))
             reply = await future
-        except TimeoutError:
+        except _NoReply:
             raise UpstreamTimeout(
                 f"model {model.name} version {model.version} did not answer within {wait:g} s"
             ) from None
@@ -235,9 +235,14 @@ class InferenceService:
             future.set_result(reply)
 
 
+class _NoReply(Exception):
+    """No reply came in time (apart from TimeoutError, which the data plane's sockets raise:
+    that one means Redis is unavailable)."""
+
+
 def _expire(future: asyncio.Future[Any]) -> None:
     if not future.done():
-        future.set_exception(TimeoutError())
+        future.set_exception(_NoReply())
 
 
 def _failure(model: ModelVersion, error: dict[str, Any]) -> BackendError:
