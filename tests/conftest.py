@@ -89,15 +89,31 @@ def processes(tmp_path: Path) -> Iterator[ProcessGroup]:
 
 
 @pytest.fixture
+def manager_extra_env() -> dict[str, str]:
+    """Settings the ``manager`` fixture adds to its environment (a test module overrides it)."""
+    return {}
+
+
+@pytest.fixture
 async def manager(
-    redis_client: Redis, database_url: str, processes: ProcessGroup, key_prefix: str
+    redis_client: Redis,
+    database_url: str,
+    processes: ProcessGroup,
+    key_prefix: str,
+    manager_extra_env: dict[str, str],
 ) -> AsyncIterator[RunningManager]:
     """A manager process on a free port (control loop every 0.2 s) and an admin keypair;
     the test's Redis keys are deleted afterwards (``redis_client``). The Redis client and the
     database come first, so they are torn down after the processes (a service still running
     could otherwise write keys again after their deletion)."""
     port = free_port()
-    env = manager_env(db_url=database_url, redis_url=redis_url(), prefix=key_prefix, port=port)
+    env = manager_env(
+        db_url=database_url,
+        redis_url=redis_url(),
+        prefix=key_prefix,
+        port=port,
+        extra=manager_extra_env,
+    )
     child = await start_manager(processes, "manager", env)
     admin = await insert_keypair(database_url, "admin")
     async with aiohttp.ClientSession() as session:

@@ -17,33 +17,28 @@ import pytest
 
 from ai.backend.testutils.control_plane import Cluster
 from ai.backend.testutils.gateway import (
+    PIPELINE_ACTORS,
     RunningGateway,
     SharedStack,
     deploy,
     gateway_for,
+    gateway_on_actors,
     shared_stack,
-    write_tools,
 )
 from ai.backend.testutils.waiting import wait_until
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
-async def _pipeline(cluster: Cluster) -> RunningGateway:
-    """A gateway with the test tools, on ``doubler`` and ``incrementer`` replicas."""
-    await cluster.add_agent("node-1")
-    await asyncio.gather(
-        deploy(cluster, "doubler", "examples.pipeline:double", concurrency=8),
-        deploy(cluster, "incrementer", "examples.pipeline:increment", concurrency=8),
-    )
-    return await gateway_for(cluster, write_tools(cluster.workdir / "tools.yaml"))
+async def _on_pipeline(cluster: Cluster) -> RunningGateway:
+    return await gateway_on_actors(cluster, PIPELINE_ACTORS)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStack[RunningGateway]]:
     """One stack for the tests whose gateway keeps running and whose jobs all succeed or are
     cancelled (a test lists the failed jobs and expects none)."""
-    with shared_stack(tmp_path_factory.mktemp("stack"), _pipeline) as stack:
+    with shared_stack(tmp_path_factory.mktemp("stack"), _on_pipeline) as stack:
         yield stack
 
 

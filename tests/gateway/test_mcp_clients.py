@@ -5,7 +5,6 @@ JSON-RPC error."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,12 +13,11 @@ import pytest
 
 from ai.backend.testutils.control_plane import Cluster
 from ai.backend.testutils.gateway import (
+    PIPELINE_ACTORS,
     RunningGateway,
     SharedStack,
-    deploy,
-    gateway_for,
+    gateway_on_actors,
     shared_stack,
-    write_tools,
 )
 from ai.backend.testutils.mcp import MCP1_CLIENT, MCP2_CLIENT, ClientReport, run_client
 
@@ -38,13 +36,7 @@ OPERATIONS: list[dict[str, Any]] = [
 
 
 async def _tools_on_actors(cluster: Cluster) -> RunningGateway:
-    """A gateway with the test tools, on ``doubler`` and ``incrementer`` replicas."""
-    await cluster.add_agent("node-1")
-    await asyncio.gather(
-        deploy(cluster, "doubler", "examples.pipeline:double", concurrency=8),
-        deploy(cluster, "incrementer", "examples.pipeline:increment", concurrency=8),
-    )
-    return await gateway_for(cluster, write_tools(cluster.workdir / "tools.yaml"))
+    return await gateway_on_actors(cluster, PIPELINE_ACTORS)
 
 
 @pytest.fixture(scope="module")

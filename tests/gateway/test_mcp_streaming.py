@@ -24,6 +24,7 @@ from ai.backend.testutils.gateway import (
     SharedStack,
     deploy,
     gateway_for,
+    gateway_on_actors,
     shared_stack,
     write_tools,
 )
@@ -88,12 +89,11 @@ SLOW_CALL: dict[str, Any] = {"op": "call", "tool": "slow_chain", "arguments": {"
 
 async def _tools_on_actors(cluster: Cluster) -> RunningGateway:
     """A gateway with :data:`TOOLS`, on ``doubler`` and ``slow-doubler`` replicas."""
-    await cluster.add_agent("node-1")
-    await asyncio.gather(
-        deploy(cluster, "doubler", "examples.pipeline:double", concurrency=8),
-        deploy(cluster, "slow-doubler", "examples.pipeline:double_slowly", concurrency=8),
-    )
-    return await gateway_for(cluster, write_tools(cluster.workdir / "tools.yaml", TOOLS))
+    actors = {
+        "doubler": "examples.pipeline:double",
+        "slow-doubler": "examples.pipeline:double_slowly",
+    }
+    return await gateway_on_actors(cluster, actors, TOOLS)
 
 
 @pytest.fixture(scope="module")

@@ -14,25 +14,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from redis.asyncio import Redis
 
 from ai.backend.common.dto.agent import ReplicaStatus
 from ai.backend.common.dto.manager_api import LogLine
 from ai.backend.manager.clients.agent_logs import AgentEndpoint, AgentLogClient
 from ai.backend.manager.repositories.log_sources import AgentCredential, ReplicaLogSource
 from ai.backend.manager.services.actor_logs import TAIL_WINDOW, ActorLogStream, LogRequest
-from ai.backend.testutils.control_plane import (
-    Cluster,
-    Keypair,
-    RunningManager,
-    SignedClient,
-    insert_keypair,
-    manager_env,
-    start_manager,
-)
+from ai.backend.testutils.control_plane import Cluster, Keypair, SignedClient, insert_keypair
 from ai.backend.testutils.gateway import deploy
-from ai.backend.testutils.processes import ProcessGroup
-from ai.backend.testutils.services import free_port, redis_url
 from ai.backend.testutils.waiting import wait_until
 
 FOLLOW_LIMIT_ENV = "BACKEND_LOGS__MAX_FOLLOWED_STREAMS_PER_KEY"  # [logs] in the config
@@ -50,25 +39,10 @@ def shout(payload):
 
 
 @pytest.fixture
-async def manager(
-    redis_client: Redis, database_url: str, processes: ProcessGroup, key_prefix: str
-) -> AsyncIterator[RunningManager]:
+def manager_extra_env() -> dict[str, str]:
     """The conftest's manager, allowing an access key ``FOLLOW_LIMIT`` followed streams at once
     (the other tests follow one at a time)."""
-    port = free_port()
-    env = manager_env(
-        db_url=database_url,
-        redis_url=redis_url(),
-        prefix=key_prefix,
-        port=port,
-        extra={FOLLOW_LIMIT_ENV: str(FOLLOW_LIMIT)},
-    )
-    child = await start_manager(processes, "manager", env)
-    admin = await insert_keypair(database_url, "admin")
-    async with aiohttp.ClientSession() as session:
-        yield RunningManager(
-            child, f"http://127.0.0.1:{port}", database_url, key_prefix, admin, session
-        )
+    return {FOLLOW_LIMIT_ENV: str(FOLLOW_LIMIT)}
 
 
 @pytest.fixture

@@ -187,6 +187,25 @@ async def deploy(cluster: Cluster, name: str, handler: str, **spec: Any) -> None
     await cluster.running_replicas(name, int(spec.get("scaling", {}).get("min_replicas", 1)))
 
 
+# the replicas the test tools (``TEST_TOOLS``) call: actor name → handler
+PIPELINE_ACTORS = {
+    "doubler": "examples.pipeline:double",
+    "incrementer": "examples.pipeline:increment",
+}
+
+
+async def gateway_on_actors(
+    cluster: Cluster, actors: Mapping[str, str], tools: list[dict[str, Any]] | None = None
+) -> RunningGateway:
+    """An agent running one replica of each actor (name → handler, concurrency 8) and a gateway
+    with ``tools`` (default: the test tools)."""
+    await cluster.add_agent("node-1")
+    await asyncio.gather(
+        *(deploy(cluster, name, handler, concurrency=8) for name, handler in actors.items())
+    )
+    return await gateway_for(cluster, write_tools(cluster.workdir / "tools.yaml", tools))
+
+
 # Stacks shared by the tests of one module. Starting a manager, an agent, actor replicas and a
 # gateway costs seconds of CPU (their imports, mostly); tests that only call what the stack
 # serves, and assert only on what they caused, share one stack per module instead.
